@@ -1,0 +1,59 @@
+"""Where p2pvision keeps generated data and derived files, and how it writes files safely.
+
+Everything generated (data sets, region maps) lives under one cache directory: ``$P2PVISION_CACHE`` if set,
+else the platform's user cache directory. Files are written to a temporary name in the same folder and
+renamed into place, so an interrupted run never leaves a half-written file under the final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+CACHE_ENV = "P2PVISION_CACHE"
+
+
+def cache_dir() -> Path:
+    """The root cache directory (created if missing)."""
+    root = os.environ.get(CACHE_ENV) or platformdirs.user_cache_dir("p2pvision")
+    path = Path(root).expanduser()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def params_key(params: dict[str, Any], length: int = 16) -> str:
+    """A short stable hash of JSON-serialisable parameters, used to name cache entries."""
+    text = json.dumps(params, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:length]
+
+
+@contextlib.contextmanager
+def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``final``; on success rename it to ``final``, on error delete it.
+
+    The temporary name keeps the final suffix so that libraries choosing a format by extension work.
+    """
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json(path: str | os.PathLike[str], data: Any) -> None:
+    """Write JSON atomically (indent 2, sorted keys)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
