@@ -57,3 +57,8 @@ def ensure_torchvision_importable() -> bool:
     for name in missing:
         _fallback_library.define(_SCHEMAS[name])
     return True
+
+
+def patched() -> bool:
+    """Whether the fallback schemas were declared in this process."""
+    return _fallback_library is not None
