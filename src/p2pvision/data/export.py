@@ -1,0 +1,58 @@
+"""Export data sets as an ImageFolder layout with a parallel masks folder, readable by any tool.
+
+Layout: ``OUT/<split>/<class>/<id>.png`` and ``OUT/masks/<split>/<class>/<id>.png`` (8-bit, 255 = relevant
+region), plus ``OUT/info.json``. The export is written to a temporary folder and renamed at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from p2pvision.cache import write_json
+from p2pvision.errors import ConfigError
+
+
+def export_image_folder(
+    splits: Mapping[str, Dataset], out: str | os.PathLike[str], info: dict | None = None, overwrite: bool = False,
+    progress: bool = True,
+) -> Path:  # fmt: skip
+    """Write each split's samples (dicts with image, label, optional mask) as PNG files under ``out``."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise ConfigError(f"export folder '{out}' is not empty: choose another folder or pass --overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    counts: dict[str, int] = {}
+    try:
+        for split, dataset in splits.items():
+            classes = dataset.classes
+            for index in tqdm(range(len(dataset)), desc=f"exporting {split}", unit="img", disable=not progress):
+                sample = dataset[index]
+                name = f"{classes[sample['label']]}/{index:06d}.png"
+                image = (sample["image"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                _save_png(image, tmp / split / name)
+                if "mask" in sample:
+                    _save_png(sample["mask"].numpy().astype(np.uint8) * 255, tmp / "masks" / split / name)
+            counts[split] = len(dataset)
+        write_json(tmp / "info.json", {**(info or {}), "images": counts, "layout": __doc__.split("\n\n")[1]})
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _save_png(array: np.ndarray, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path, compress_level=1)
