@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from p2pvision.data import semisynthetic as ss
-from p2pvision.data.semisynthetic import SemiSyntheticConfig, SemiSyntheticDataset, semisynthetic
+import p2pvision.data.semisynthetic as ss
+from p2pvision.data.builtin import SemiSyntheticDataset
+from p2pvision.data.semisynthetic import SemiSyntheticConfig, build_semisynthetic
 from p2pvision.errors import ConfigError
 
 SMALL = SemiSyntheticConfig(image_size=32, n_train=300, n_val=100, n_test=100, seed=3)
@@ -15,7 +16,7 @@ SMALL = SemiSyntheticConfig(image_size=32, n_train=300, n_val=100, n_test=100, s
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    return semisynthetic(SMALL, root=tmp_path_factory.mktemp("ss"), progress=False)
+    return build_semisynthetic(SMALL, root=tmp_path_factory.mktemp("ss"), progress=False)
 
 
 def test_arrays_have_expected_shapes_and_balanced_labels(data):
@@ -37,7 +38,7 @@ def test_object_pixels_are_one_colour_and_mask_matches_recorded_area(data):
 
 
 def test_default_objects_are_large_enough():
-    data = semisynthetic(SemiSyntheticConfig(n_train=200, n_val=100, n_test=100), progress=False)
+    data = build_semisynthetic(SemiSyntheticConfig(n_train=200, n_val=100, n_test=100), progress=False)
     for split in ("train", "val", "test"):
         assert 0.10 <= data.object_area_share(split) <= 0.25
 
@@ -60,12 +61,12 @@ def test_splits_share_no_object_instance_and_no_scene_pixels(data):
 
 
 def test_generation_is_deterministic_and_cached(tmp_path, data):
-    again = semisynthetic(SMALL, root=tmp_path, progress=False)
+    again = build_semisynthetic(SMALL, root=tmp_path, progress=False)
     assert np.array_equal(again.split("train").images, data.split("train").images)
     stamp = os.path.getmtime(again.root / "meta.json")
-    assert semisynthetic(SMALL, root=tmp_path, progress=False).root == again.root
+    assert build_semisynthetic(SMALL, root=tmp_path, progress=False).root == again.root
     assert os.path.getmtime(again.root / "meta.json") == stamp
-    other = semisynthetic(SemiSyntheticConfig(image_size=32, n_train=300, n_val=100, n_test=100, seed=4), root=tmp_path, progress=False)
+    other = build_semisynthetic(SemiSyntheticConfig(image_size=32, n_train=300, n_val=100, n_test=100, seed=4), root=tmp_path, progress=False)
     assert other.root != again.root
     assert not np.array_equal(other.split("train").images, again.split("train").images)
 
@@ -76,7 +77,7 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ss, "_generate_split", fail)
     with pytest.raises(KeyboardInterrupt):
-        semisynthetic(SemiSyntheticConfig(image_size=32, n_train=10, n_val=10, n_test=10), root=tmp_path, progress=False)
+        build_semisynthetic(SemiSyntheticConfig(image_size=32, n_train=10, n_val=10, n_test=10), root=tmp_path, progress=False)
     assert list(tmp_path.iterdir()) == []
 
 
@@ -96,7 +97,7 @@ def test_dataset_samples_for_both_tasks(data):
 
 
 def test_224_pixels_work(tmp_path):
-    data = semisynthetic(SemiSyntheticConfig(image_size=224, n_train=20, n_val=10, n_test=10), root=tmp_path, progress=False)
+    data = build_semisynthetic(SemiSyntheticConfig(image_size=224, n_train=20, n_val=10, n_test=10), root=tmp_path, progress=False)
     assert data.split("train").images.shape == (20, 224, 224, 3)
     assert 0.05 < data.object_area_share("train") < 0.35
 

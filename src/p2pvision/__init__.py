@@ -1,8 +1,8 @@
 """p2pvision: inherently interpretable image classification (P2P), post-hoc explainers and their evaluation."""
 
-from p2pvision._torchvision_compat import ensure_torchvision_importable
+from p2pvision._torchvision_compat import install_import_hook
 
-ensure_torchvision_importable()
+install_import_hook()
 
 __version__ = "0.1.0"
 

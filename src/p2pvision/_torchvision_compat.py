@@ -9,17 +9,16 @@ import needs (``nms`` and ``qnms``), without kernels. Where torchvision loads no
 
 from __future__ import annotations
 
+import importlib.abc
 import importlib.util
 import sys
 from pathlib import Path
-
-import torch
 
 _SCHEMAS = {
     "nms": "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
     "qnms": "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
 }
-_fallback_library: torch.library.Library | None = None
+_fallback_library = None  # the torch.library.Library holding the declared schemas
 
 
 def _compiled_ops_path() -> Path | None:
@@ -31,6 +30,8 @@ def _compiled_ops_path() -> Path | None:
 
 
 def _op_exists(name: str) -> bool:
+    import torch
+
     try:
         torch._C._dispatch_find_schema_or_throw(f"torchvision::{name}", "")
         return True
@@ -40,6 +41,8 @@ def _op_exists(name: str) -> bool:
 
 def ensure_torchvision_importable() -> bool:
     """Declare torchvision's operator schemas if its compiled ops cannot load. Returns True if it patched."""
+    import torch
+
     global _fallback_library
     if "torchvision" in sys.modules or _fallback_library is not None:
         return False
@@ -62,3 +65,21 @@ def ensure_torchvision_importable() -> bool:
 def patched() -> bool:
     """Whether the fallback schemas were declared in this process."""
     return _fallback_library is not None
+
+
+class _BeforeTorchvisionImport(importlib.abc.MetaPathFinder):
+    """Runs :func:`ensure_torchvision_importable` when ``torchvision`` is first imported, then steps aside."""
+
+    def find_spec(self, fullname, path, target=None):  # noqa: ANN001 (importlib protocol)
+        if fullname == "torchvision":
+            if self in sys.meta_path:
+                sys.meta_path.remove(self)
+            ensure_torchvision_importable()
+        return None  # the regular finders import the module
+
+
+def install_import_hook() -> None:
+    """Arrange for the fix to run just before torchvision's first import (now, if torch is already loaded)."""
+    if "torchvision" in sys.modules or any(isinstance(f, _BeforeTorchvisionImport) for f in sys.meta_path):
+        return
+    sys.meta_path.insert(0, _BeforeTorchvisionImport())

@@ -1,5 +1,22 @@
-"""Data: the built-in semi-synthetic set, loaders for local data sets, joint transforms, export."""
+"""Data: the built-in semi-synthetic set, loaders for local data sets, joint transforms, region caches, export.
 
-from p2pvision.data.semisynthetic import SemiSyntheticConfig, SemiSyntheticDataset, semisynthetic
+Names are imported on first use, so that light commands (e.g. reading the data cache) do not load torch.
+"""
 
-__all__ = ["SemiSyntheticConfig", "SemiSyntheticDataset", "semisynthetic"]
+from importlib import import_module
+
+_EXPORTS = {
+    "SemiSyntheticConfig": "p2pvision.data.semisynthetic",
+    "build_semisynthetic": "p2pvision.data.semisynthetic",
+    "SemiSyntheticDataset": "p2pvision.data.builtin",
+    "RegionDataset": "p2pvision.data.region_cache",
+    "region_maps": "p2pvision.data.region_cache",
+    "export_image_folder": "p2pvision.data.export",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'p2pvision.data' has no attribute '{name}'")
+    return getattr(import_module(_EXPORTS[name]), name)

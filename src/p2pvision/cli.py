@@ -1,0 +1,182 @@
+"""The ``p2pvision`` command: thin wrappers that parse arguments, call the library and say where results went."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from p2pvision.errors import P2PVisionError
+
+
+def _add_semisynthetic_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("built-in semi-synthetic data set")
+    group.add_argument("--task", choices=["object", "scene"], default="object", help="labelling (default: object)")
+    group.add_argument("--size", type=int, default=64, help="image side in pixels (default: 64; 224 works)")
+    group.add_argument("--n", type=int, default=10000, help="images in all splits, 80/10/10 (default: 10000)")
+    for split in ("train", "val", "test"):
+        group.add_argument(f"--n-{split}", type=int, default=None, help=f"images in the {split} split (overrides --n)")
+    group.add_argument(
+        "--scale", type=float, nargs=2, default=(1 / math.sqrt(3), 1 / math.sqrt(2)), metavar=("LOW", "HIGH"),
+        help="object side / image side range (default: 0.577 0.707, as in BAM)",
+    )  # fmt: skip
+    group.add_argument("--seed", type=int, default=0)
+
+
+def _semisynthetic_config(args: argparse.Namespace):
+    from p2pvision.data.semisynthetic import SemiSyntheticConfig
+
+    counts = {"train": int(args.n * 0.8), "val": int(args.n * 0.1)}
+    counts["test"] = args.n - counts["train"] - counts["val"]
+    for split in counts:
+        override = getattr(args, f"n_{split}")
+        if override is not None:
+            counts[split] = override
+    return SemiSyntheticConfig(
+        image_size=args.size, n_train=counts["train"], n_val=counts["val"], n_test=counts["test"],
+        object_scale=tuple(args.scale), seed=args.seed,
+    )  # fmt: skip
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import numpy
+    import timm
+    import torch
+    import torchvision
+
+    from p2pvision import __version__, _torchvision_compat
+    from p2pvision.cache import cache_dir
+    from p2pvision.models.backbones import WEIGHT_PACKAGES
+    from p2pvision.regions.partition import fast_slic_available
+
+    device = "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    packages = []
+    for name, package in WEIGHT_PACKAGES.items():
+        try:
+            package.path()
+            packages.append(name)
+        except P2PVisionError:
+            pass
+    rows = [
+        ("p2pvision", __version__),
+        ("python", platform.python_version()),
+        ("torch", torch.__version__),
+        ("torchvision", torchvision.__version__ + (" (CPU shim for compiled ops)" if _torchvision_compat.patched() else "")),
+        ("timm", timm.__version__),
+        ("numpy", numpy.__version__),
+        ("device", device),
+        ("cpu threads", str(torch.get_num_threads())),
+        ("cache", str(cache_dir())),
+        ("offline weights", ", ".join(packages) or "none installed"),
+        ("fast-slic", "installed" if fast_slic_available() else "not installed (scikit-image SLIC is used)"),
+    ]
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def cmd_data_semisynthetic(args: argparse.Namespace) -> int:
+    from p2pvision.data.semisynthetic import build_semisynthetic
+
+    config = _semisynthetic_config(args)
+    start = time.perf_counter()
+    data = build_semisynthetic(config, root=args.root, progress=not args.quiet)
+    elapsed = time.perf_counter() - start
+    classes = data.object_classes if args.task == "object" else data.scene_classes
+    print(f"semi-synthetic data set ({args.task} task, {config.image_size} px, {len(classes)} classes) ready in {elapsed:.2f} s")
+    print(f"  folder: {data.root}")
+    for split in ("train", "val", "test"):
+        stats = data.stats[split]
+        print(
+            f"  {split:<5} {config.count(split):>6} images, mean object area share "
+            f"{stats['object_area_share']:.3f} ± {stats['object_area_share_std']:.3f}"
+        )
+    return 0
+
+
+def cmd_data_export(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from p2pvision.data.export import export_image_folder
+    from p2pvision.data.builtin import SemiSyntheticDataset
+
+    config = _semisynthetic_config(args)
+    splits = {s: SemiSyntheticDataset(s, args.task, config, root=args.root, progress=not args.quiet) for s in ("train", "val", "test")}
+    info = {"dataset": "p2pvision semi-synthetic", "task": args.task, "config": asdict(config),
+            "classes": splits["train"].classes, "relevant_area_share": {s: d.relevant_area_share for s, d in splits.items()}}  # fmt: skip
+    out = export_image_folder(splits, args.out, info, overwrite=args.overwrite, progress=not args.quiet)
+    print(f"exported {sum(len(d) for d in splits.values())} images with masks to {out}")
+    return 0
+
+
+def cmd_data_sheet(args: argparse.Namespace) -> int:
+    from p2pvision.demo import write_contact_sheet
+
+    config = _semisynthetic_config(args)
+    path = write_contact_sheet(config, args.task, args.split, Path(args.out), count=args.count, root=args.root)
+    print(f"contact sheet: {path}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from p2pvision.demo import run_demo
+
+    run_demo(Path(args.out))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from p2pvision import __version__
+
+    parser = argparse.ArgumentParser(prog="p2pvision", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"p2pvision {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = commands.add_parser("info", help="print versions, device and cache paths")
+    info.set_defaults(run=cmd_info)
+
+    data = commands.add_parser("data", help="generate, export and inspect data sets")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    common = argparse.ArgumentParser(add_help=False)
+    _add_semisynthetic_arguments(common)
+    common.add_argument("--root", default=None, help="folder for generated data (default: the p2pvision cache)")
+    common.add_argument("--quiet", action="store_true", help="no progress bars")
+
+    generate = data_commands.add_parser("semisynthetic", parents=[common], help="generate (or reuse) the built-in data set")
+    generate.set_defaults(run=cmd_data_semisynthetic)
+    export = data_commands.add_parser("export", parents=[common], help="export as ImageFolder + masks folder")
+    export.add_argument("--out", required=True, help="folder to write (must be empty or absent)")
+    export.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
+    export.set_defaults(run=cmd_data_export)
+    sheet = data_commands.add_parser("sheet", parents=[common], help="contact sheet PNG with masks and region boundaries")
+    sheet.add_argument("--split", choices=["train", "val", "test"], default="train")
+    sheet.add_argument("--count", type=int, default=32, help="images on the sheet (default: 32)")
+    sheet.add_argument("--out", default="contact_sheet.png", help="PNG file to write")
+    sheet.set_defaults(run=cmd_data_sheet)
+
+    demo = commands.add_parser("demo", help="run the main job on the built-in data and say where results are")
+    demo.add_argument("--out", default="results/demo", help="output folder (default: results/demo)")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``p2pvision`` console script. User errors print one line and exit with code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except P2PVisionError as exc:
+        print(f"p2pvision: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("p2pvision: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
