@@ -50,8 +50,8 @@ class SemiSyntheticDataset(torch.utils.data.Dataset):
         return share if self.task == "object" else 1.0 - share
 
     def fingerprint(self) -> str:
-        """Identifies the images of this split (used to key caches of derived data such as region maps)."""
-        return f"semisynthetic-{self.data.config.key()}-{self.split}"
+        """Identifies the images this data set gives: its split and transform (keys caches such as region maps)."""
+        return f"semisynthetic-{self.data.config.key()}-{self.split}-{self.transform!r}"
 
     def __getitem__(self, index: int) -> dict:
         image = torch.from_numpy(np.array(self.arrays.images[index])).permute(2, 0, 1).float().div_(255)

@@ -1,0 +1,67 @@
+"""The p2pvision command: each subcommand end to end, and one-line errors with exit code 2."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from p2pvision.cli import main
+from p2pvision.data.folders import ImageFolderDataset
+
+SMALL = ["--size", "32", "--n-train", "30", "--n-val", "10", "--n-test", "10", "--quiet"]
+
+
+def test_info_prints_versions_and_cache(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("P2PVISION_CACHE", str(tmp_path))
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "torch" in out and "timm" in out and str(tmp_path) in out and "tf_efficientnet_lite0" in out
+
+
+def test_semisynthetic_prints_timing_and_area_share(capsys, tmp_path):
+    assert main(["data", "semisynthetic", *SMALL, "--root", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "ready in" in out and "mean object area share" in out and "10 classes" in out
+
+
+def test_export_is_readable_as_image_folder_with_masks(tmp_path, capsys):
+    out = tmp_path / "export"
+    assert main(["data", "export", *SMALL, "--root", str(tmp_path / "gen"), "--out", str(out)]) == 0
+    info = json.loads((out / "info.json").read_text())
+    assert info["images"] == {"train": 30, "val": 10, "test": 10}
+    exported = ImageFolderDataset(out / "train", masks_root=out / "masks" / "train")
+    assert len(exported) == 30 and exported.has_masks
+    sample = exported[0]
+    share = float(sample["mask"].float().mean())
+    assert 0.02 < share < 0.5
+    assert not list(tmp_path.glob(".export.*")), "temporary export folder left behind"
+
+
+def test_export_refuses_a_non_empty_folder_and_keeps_it(tmp_path, capsys):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    assert main(["data", "export", *SMALL, "--root", str(tmp_path / "gen"), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "is not empty" in err and str(out) in err and "--overwrite" in err and "\n" not in err
+    assert (out / "precious.txt").read_text() == "keep me"
+
+
+def test_invalid_parameter_is_one_line_error(capsys, tmp_path):
+    assert main(["data", "semisynthetic", "--size", "8", "--root", str(tmp_path), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("p2pvision: error: image_size=8") and "\n" not in err
+
+
+def test_sheet_and_demo_write_pictures(tmp_path, capsys):
+    sheet = tmp_path / "sheet.png"
+    assert main(["data", "sheet", *SMALL, "--root", str(tmp_path), "--count", "6", "--out", str(sheet)]) == 0
+    assert Image.open(sheet).size[0] > 6 * 32
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    assert "contact sheet" in out and str(tmp_path / "demo") in out
+    picture = np.asarray(Image.open(tmp_path / "demo" / "contact_sheet.png"))
+    assert picture.std() > 20  # not blank
+    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
+    assert 0.10 <= summary["object_area_share"]["test"] <= 0.25
