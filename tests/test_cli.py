@@ -65,3 +65,21 @@ def test_sheet_and_demo_write_pictures(tmp_path, capsys):
     assert picture.std() > 20  # not blank
     summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert 0.10 <= summary["object_area_share"]["test"] <= 0.25
+
+
+def test_inspect_summarises_an_exported_folder(tmp_path, capsys):
+    out = tmp_path / "export"
+    assert main(["data", "export", *SMALL, "--root", str(tmp_path / "gen"), "--out", str(out)]) == 0
+    sheet = tmp_path / "inspect.png"
+    args = ["data", "inspect", "imagefolder", str(out / "test"), "--masks", str(out / "masks" / "test"), "--sheet", str(sheet)]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "10 images" in printed and "masks: yes" in printed and "mean mask area share" in printed
+    assert "min [32, 32]" in printed and sheet.is_file()
+
+
+def test_inspect_wrong_layout_says_what_was_expected(tmp_path, capsys):
+    (tmp_path / "flat.png").write_bytes(b"")
+    assert main(["data", "inspect", "imagefolder", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "expected" in err and "<class>" in err and "\n" not in err

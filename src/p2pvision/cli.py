@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from p2pvision.data.local import FORMATS
 from p2pvision.errors import P2PVisionError
 
 
@@ -123,6 +124,41 @@ def cmd_data_sheet(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_inspect(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from p2pvision.cache import atomic_path
+    from p2pvision.data.local import dataset_labels, open_local_dataset
+    from p2pvision.data.transforms import JointResize
+    from p2pvision.report.contact_sheet import contact_sheet
+
+    dataset = open_local_dataset(args.format, args.root, args.split, masks=args.masks, variant=args.variant, task=args.task)
+    labels = dataset_labels(dataset)
+    counts = np.bincount(labels, minlength=len(dataset.classes))
+    print(f"{args.format} data set at {args.root}: {len(dataset)} images, {len(dataset.classes)} classes, "
+          f"masks: {'yes' if dataset.has_masks else 'no'}")  # fmt: skip
+    for name, count in zip(dataset.classes, counts):
+        print(f"  {count:>7}  {name}")
+    rng = np.random.default_rng(0)
+    picked = sorted(rng.choice(len(dataset), size=min(args.sample, len(dataset)), replace=False).tolist())
+    samples = [dataset[i] for i in picked]
+    sizes = np.array([tuple(s["image"].shape[1:]) for s in samples])
+    print(f"image size (H x W) over {len(samples)} samples: min {sizes.min(0).tolist()}, max {sizes.max(0).tolist()}")
+    if dataset.has_masks:
+        shares = [float(s["mask"].float().mean()) for s in samples]
+        print(f"mean mask area share: {np.mean(shares):.3f} ± {np.std(shares):.3f}")
+    if args.sheet:
+        resize = JointResize((96, 96))
+        shown = [resize(s) for s in samples[:32]]
+        images = np.stack([(s["image"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for s in shown])
+        masks = np.stack([s["mask"].numpy() for s in shown]) if dataset.has_masks else None
+        captions = [dataset.classes[s["label"]] for s in shown]
+        with atomic_path(args.sheet) as tmp:
+            contact_sheet(images, masks, None, captions, scale=1).save(tmp)
+        print(f"contact sheet: {Path(args.sheet).resolve()}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from p2pvision.demo import run_demo
 
@@ -158,6 +194,17 @@ def build_parser() -> argparse.ArgumentParser:
     sheet.add_argument("--count", type=int, default=32, help="images on the sheet (default: 32)")
     sheet.add_argument("--out", default="contact_sheet.png", help="PNG file to write")
     sheet.set_defaults(run=cmd_data_sheet)
+
+    inspect = data_commands.add_parser("inspect", help="summarise a local data set (counts, sizes, masks)")
+    inspect.add_argument("format", choices=FORMATS, help="layout of the folder")
+    inspect.add_argument("root", help="the data set's folder")
+    inspect.add_argument("--split", default=None, help="split to read (default: the format's evaluation split)")
+    inspect.add_argument("--masks", default=None, help="masks folder (imagefolder format)")
+    inspect.add_argument("--variant", default="original", help="ImageNet-9 variant (default: original)")
+    inspect.add_argument("--task", choices=["obj", "scene"], default="obj", help="BAM labelling (default: obj)")
+    inspect.add_argument("--sample", type=int, default=200, help="images read for size and mask statistics")
+    inspect.add_argument("--sheet", default=None, help="also write a contact sheet PNG of up to 32 samples")
+    inspect.set_defaults(run=cmd_data_inspect)
 
     demo = commands.add_parser("demo", help="run the main job on the built-in data and say where results are")
     demo.add_argument("--out", default="results/demo", help="output folder (default: results/demo)")
