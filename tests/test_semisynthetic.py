@@ -9,7 +9,7 @@ import torch
 import p2pvision.data.semisynthetic as ss
 from p2pvision.data.builtin import SemiSyntheticDataset
 from p2pvision.data.semisynthetic import SemiSyntheticConfig, build_semisynthetic
-from p2pvision.errors import ConfigError
+from p2pvision.errors import ConfigError, P2PVisionError
 
 SMALL = SemiSyntheticConfig(image_size=32, n_train=300, n_val=100, n_test=100, seed=3)
 
@@ -109,3 +109,42 @@ def test_224_pixels_work(tmp_path):
 def test_invalid_parameters_are_named(kwargs, fragment):
     with pytest.raises(ConfigError, match=fragment):
         SemiSyntheticConfig(**kwargs)
+
+
+def _write_idx(path, array):
+    import gzip
+
+    header = (0x0800 + array.ndim).to_bytes(4, "big") + b"".join(int(n).to_bytes(4, "big") for n in array.shape)
+    with gzip.open(path, "wb") as handle:
+        handle.write(header + array.astype(np.uint8).tobytes())
+
+
+def test_fashion_objects_from_idx_files(tmp_path, monkeypatch):
+    """Filled objects (a tiny Fashion-MNIST in the real IDX format): masks are solid and textures kept."""
+    rng = np.random.default_rng(0)
+    items = np.zeros((100, 28, 28), np.uint8)
+    items[:, 6:22, 8:20] = rng.integers(60, 255, size=(100, 16, 12))  # a textured filled rectangle
+    labels = np.arange(100) % 10
+    for part, n in (("train", 80), ("t10k", 20)):
+        start = 0 if part == "train" else 80
+        _write_idx(tmp_path / f"{part}-images-idx3-ubyte.gz", items[start : start + n])
+        _write_idx(tmp_path / f"{part}-labels-idx1-ubyte.gz", labels[start : start + n])
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path))
+    config = SemiSyntheticConfig(image_size=32, n_train=20, n_val=10, n_test=10, objects="fashion")
+    data = build_semisynthetic(config, root=tmp_path / "out", progress=False)
+    assert data.object_classes[0] == "t-shirt"
+    train = data.split("train")
+    for image, mask in zip(train.images[:5], train.object_masks[:5]):
+        ys, xs = np.nonzero(mask)
+        box = mask[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+        assert box.mean() > 0.95  # a filled rectangle stays filled
+        assert len(np.unique(image[mask].reshape(-1, 3), axis=0)) > 3  # its texture survives the tint
+
+
+def test_missing_fashion_files_name_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASHION_MNIST_DIR", str(tmp_path))
+    config = SemiSyntheticConfig(image_size=32, n_train=10, n_val=10, n_test=10, objects="fashion")
+    with pytest.raises(P2PVisionError, match="apt-get install dataset-fashion-mnist"):
+        build_semisynthetic(config, root=tmp_path / "out", progress=False)
+    with pytest.raises(ConfigError, match="objects='cifar'"):
+        SemiSyntheticConfig(objects="cifar")

@@ -7,7 +7,8 @@ distractor). Object and scene classes are drawn independently and balanced, so n
 Splits are disjoint by construction: each digit instance belongs to one split only, and each photo is cut
 into three non-overlapping zones (train, validation, test) from which that split's crops are taken.
 Objects are large, as in BAM: the square around a digit has a side of 1/sqrt(3) to 1/sqrt(2) of the image
-side, and strokes are thickened so that the mean object area share is 10-25%.
+side, and strokes are thickened so that the mean object area share is 10-25%. With ``objects="fashion"``
+the objects are Fashion-MNIST items (filled shapes, tinted with their own texture) where those files exist.
 
 Generated once per parameter set into the cache directory (``p2pvision.cache.cache_dir()``) as ``.npy``
 arrays that later runs memory-map; changing any parameter (or the generator version) makes a new entry.
@@ -28,14 +29,15 @@ from typing import Literal
 
 import cv2
 import numpy as np
+from scipy.ndimage import binary_fill_holes
 from numpy.lib.format import open_memmap
 from tqdm.auto import tqdm
 
 from p2pvision.cache import cache_dir, params_key, write_json
-from p2pvision.data.sources import ObjectSource, ScenePhoto, mnist_digits, scene_photos
+from p2pvision.data.sources import OBJECT_SOURCES, ObjectSource, ScenePhoto, scene_photos
 from p2pvision.errors import ConfigError
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SPLITS = ("train", "val", "test")
 Split = Literal["train", "val", "test"]
 Task = Literal["object", "scene"]
@@ -53,7 +55,8 @@ class SemiSyntheticConfig:
     n_val: int = 1000
     n_test: int = 1000
     object_scale: tuple[float, float] = (1 / math.sqrt(3), 1 / math.sqrt(2))
-    thicken: float = 0.035  # stroke dilation radius relative to the object's side
+    thicken: float = 0.035  # stroke dilation radius relative to the object's side (stroke sources only)
+    objects: str = "mnist"  # object source: "mnist" (bundled digits) or "fashion" (Fashion-MNIST, if installed)
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -67,6 +70,8 @@ class SemiSyntheticConfig:
             raise ConfigError(
                 f"object_scale={self.object_scale} is invalid: need 0.1 <= low <= high <= 1 (object side / image side)"
             )
+        if self.objects not in OBJECT_SOURCES:
+            raise ConfigError(f"objects='{self.objects}' is unknown: use one of {', '.join(OBJECT_SOURCES)}")
         if not 0 <= self.thicken <= 0.2:
             raise ConfigError(f"thicken={self.thicken} is out of range: use 0..0.2 (default 0.035)")
 
@@ -115,6 +120,11 @@ def _instance_pools(source: ObjectSource, rng: np.random.Generator) -> dict[str,
         members = rng.permutation(np.flatnonzero(source.labels == cls))
         cuts = np.cumsum([int(round(f * len(members))) for f in _INSTANCE_FRACTIONS[:-1]])
         for split, part in zip(SPLITS, np.split(members, cuts)):
+            if len(part) == 0:
+                raise ConfigError(
+                    f"object class '{source.classes[cls]}' has too few instances ({len(members)}) to give the "
+                    f"{split} split its own: the object source needs at least 3 per class"
+                )
             pools[split].append(part)
     return pools
 
@@ -132,10 +142,10 @@ def _zones(box: tuple[int, int, int, int]) -> dict[str, tuple[int, int, int, int
     return {"train": (y0, x0, cut, x1), "val": (cut, x0, y1, mid), "test": (cut, mid, y1, x1)}
 
 
-def _square_object(digit: np.ndarray) -> np.ndarray:
-    """Crop a digit to its ink and pad it to a square (ink centred)."""
-    ys, xs = np.nonzero(digit > 127)
-    crop = digit[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+def _square_object(item: np.ndarray, threshold: int) -> np.ndarray:
+    """Crop an object image to its pixels above ``threshold`` and pad it to a square (object centred)."""
+    ys, xs = np.nonzero(item > threshold)
+    crop = item[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
     side = max(crop.shape)
     out = np.zeros((side, side), np.uint8)
     top, left = (side - crop.shape[0]) // 2, (side - crop.shape[1]) // 2
@@ -167,6 +177,7 @@ def _generate_split(
     out.object_labels[:] = _balanced_labels(n, len(source.classes), rng)
     out.scene_labels[:] = _balanced_labels(n, len(photos), rng)
     zones = [_zones(photo.box) for photo in photos]
+    threshold = 8 if source.filled else 127
     crop_base = [min(min(z[2] - z[0], z[3] - z[1]) for z in zone.values()) for zone in zones]
     squares = {}
     for i in range(n):
@@ -182,18 +193,25 @@ def _generate_split(
         # Object: a digit instance of this split, scaled, thickened, coloured, pasted at a random place.
         instance = int(rng.choice(pools[obj_cls]))
         if instance not in squares:
-            squares[instance] = _square_object(source.images[instance])
+            squares[instance] = _square_object(source.images[instance], threshold)
         side = max(4, int(round(size * rng.uniform(*config.object_scale))))
-        glyph = cv2.resize(squares[instance], (side, side), interpolation=cv2.INTER_LINEAR) > 127
-        radius = int(round(config.thicken * side))
-        if radius > 0:
+        shade = cv2.resize(squares[instance], (side, side), interpolation=cv2.INTER_LINEAR)
+        glyph = shade > threshold
+        if source.filled:
+            glyph = binary_fill_holes(glyph)
+        elif (radius := int(round(config.thicken * side))) > 0:
             kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
             glyph = cv2.dilate(glyph.astype(np.uint8), kernel).astype(bool)
         oy, ox = int(rng.integers(0, size - side + 1)), int(rng.integers(0, size - side + 1))
         mask = np.zeros((size, size), bool)
         mask[oy : oy + side, ox : ox + side] = glyph
         image = np.ascontiguousarray(scene)
-        image[mask] = _random_colour(rng)
+        colour = _random_colour(rng)
+        if source.filled:  # keep the item's own texture, tinted
+            tint = 0.35 + 0.65 * shade[glyph].astype(np.float32)[:, None] / 255
+            image[mask] = np.clip(tint * colour, 0, 255).astype(np.uint8)
+        else:
+            image[mask] = colour
         out.images[i] = image
         out.object_masks[i] = mask
         out.object_instances[i] = instance
@@ -227,7 +245,7 @@ def build_semisynthetic(
         return cached
     parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    source, photos = mnist_digits(), scene_photos()
+    source, photos = OBJECT_SOURCES[config.objects](), scene_photos()
     pools = _instance_pools(source, np.random.default_rng([config.seed, GENERATOR_VERSION]))
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=parent))
     stats: dict[str, dict[str, float]] = {}
