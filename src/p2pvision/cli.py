@@ -25,6 +25,10 @@ def _add_semisynthetic_arguments(parser: argparse.ArgumentParser) -> None:
         "--scale", type=float, nargs=2, default=(1 / math.sqrt(3), 1 / math.sqrt(2)), metavar=("LOW", "HIGH"),
         help="object side / image side range (default: 0.577 0.707, as in BAM)",
     )  # fmt: skip
+    group.add_argument(
+        "--objects", choices=["mnist", "fashion"], default="mnist",
+        help="object source: bundled MNIST digits (default) or Fashion-MNIST (apt-get install dataset-fashion-mnist)",
+    )  # fmt: skip
     group.add_argument("--seed", type=int, default=0)
 
 
@@ -39,7 +43,7 @@ def _semisynthetic_config(args: argparse.Namespace):
             counts[split] = override
     return SemiSyntheticConfig(
         image_size=args.size, n_train=counts["train"], n_val=counts["val"], n_test=counts["test"],
-        object_scale=tuple(args.scale), seed=args.seed,
+        object_scale=tuple(args.scale), objects=args.objects, seed=args.seed,
     )  # fmt: skip
 
 
