@@ -1,0 +1,166 @@
+"""Joint transforms keep image, object mask and region map aligned."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as nnf
+
+from p2pvision.data.transforms import (
+    ColorJitter,
+    JointCenterCrop,
+    JointCompose,
+    JointRandomHorizontalFlip,
+    JointRandomResizedCrop,
+    JointResize,
+)
+from p2pvision.errors import ConfigError
+
+PALETTE_SIZE = 64
+
+
+def colour_of(labels: torch.Tensor) -> torch.Tensor:
+    """(H, W) labels < 64 -> (3, H, W) float64 image of colours (t, t^2, t^3), t = label / 63.
+
+    These colours lie on the moment curve, so none is a mixture of others: a pixel that resampling blended
+    from two regions never shows a valid colour, and a pixel with a valid colour saw only one region."""
+    t = labels.double() / (PALETTE_SIZE - 1)
+    return torch.stack([t, t**2, t**3])
+
+
+def pure_label_of(image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode :func:`colour_of`: the label at each pixel and whether the pixel shows an unblended colour."""
+    labels = (image[0] * (PALETTE_SIZE - 1)).round().long().clamp(0, PALETTE_SIZE - 1)
+    pure = (image - colour_of(labels)).abs().amax(0) < 1e-6
+    return labels, pure
+
+
+def coded_sample(height: int = 192, width: int = 168, block: int = 24, seed: int = 0) -> dict:
+    """Regions are square blocks with shuffled labels (56 of them by default); the image colour encodes the
+    label; the mask is the regions with label divisible by 3; "target" is an extra key that must pass through."""
+    generator = torch.Generator().manual_seed(seed)
+    rows, cols = height // block, width // block
+    blocks = torch.randperm(rows * cols, generator=generator).view(rows, cols)
+    regions = blocks.repeat_interleave(block, 0).repeat_interleave(block, 1)
+    return {"image": colour_of(regions), "mask": regions % 3 == 0, "regions": regions, "target": 7}
+
+
+def reference_crop_resize(labels: torch.Tensor, box: tuple[int, int, int, int], size: tuple[int, int]) -> torch.Tensor:
+    """Nearest-exact resampling of the crop box (top, left, height, width) to ``size``, one pixel at a time:
+    output pixel (y, x) takes the source pixel that contains its centre."""
+    top, left, box_height, box_width = box
+    source = labels.tolist()
+    out = [[0] * size[1] for _ in range(size[0])]
+    for y in range(size[0]):
+        for x in range(size[1]):
+            source_y = top + int((y + 0.5) * box_height / size[0])
+            source_x = left + int((x + 0.5) * box_width / size[1])
+            out[y][x] = source[source_y][source_x]
+    return torch.tensor(out, dtype=labels.dtype)
+
+
+def reference_relabel(labels: torch.Tensor) -> torch.Tensor:
+    order = {value: rank for rank, value in enumerate(sorted(set(labels.flatten().tolist())))}
+    return torch.tensor([[order[v] for v in row] for row in labels.tolist()])
+
+
+def assert_aligned(original: dict, transformed: dict, box: tuple[int, int, int, int]) -> None:
+    """Mask and regions equal a per-pixel nearest-exact resampling of ``box`` (regions then renumbered
+    0..K'-1 in order), and every unblended image pixel shows the colour of the region it is labelled with."""
+    size = tuple(transformed["regions"].shape)
+    expected_labels = reference_crop_resize(original["regions"], box, size)
+    assert torch.equal(transformed["regions"], reference_relabel(expected_labels))
+    assert torch.equal(transformed["mask"], reference_crop_resize(original["mask"], box, size))
+    assert tuple(transformed["image"].shape) == (3, *size)
+    decoded, pure = pure_label_of(transformed["image"])
+    assert pure.float().mean() > 0.3, "the test needs unblended pixels to check"
+    assert torch.equal(decoded[pure], expected_labels[pure])
+    assert transformed["target"] == 7
+
+
+def test_flip_flips_image_mask_and_regions_identically() -> None:
+    sample = coded_sample()
+    flipped = JointRandomHorizontalFlip(p=1.0)(sample)
+    for key in ("image", "mask", "regions"):
+        assert torch.equal(flipped[key], sample[key].flip(-1))
+    assert flipped["target"] == 7
+    kept = JointRandomHorizontalFlip(p=0.0)(sample)
+    assert all(torch.equal(kept[key], sample[key]) for key in ("image", "mask", "regions"))
+
+
+@pytest.mark.parametrize(
+    "transform, box",
+    [
+        (JointResize((113, 97)), (0, 0, 192, 168)),
+        (JointResize(211), (0, 0, 192, 168)),
+        (JointCenterCrop((100, 150)), (46, 9, 100, 150)),
+    ],
+    ids=["resize-down", "resize-up", "center-crop"],
+)
+def test_deterministic_geometry_keeps_everything_aligned(transform, box: tuple[int, int, int, int]) -> None:
+    sample = coded_sample()
+    out = transform(sample)
+    assert out["mask"].dtype == torch.bool and out["regions"].dtype == torch.int64
+    assert_aligned(sample, out, box)
+
+
+def test_random_resized_crops_keep_everything_aligned_and_drop_vanished_regions() -> None:
+    sample = coded_sample()
+    transform = JointRandomResizedCrop(48, scale=(0.1, 1.0), generator=torch.Generator().manual_seed(0))
+    boxes = JointRandomResizedCrop(48, scale=(0.1, 1.0), generator=torch.Generator().manual_seed(0))
+    counts = set()
+    for _ in range(5):
+        box = boxes.crop_box(192, 168)
+        out = transform(sample)
+        assert out["image"].shape == (3, 48, 48)
+        assert_aligned(sample, out, box)
+        counts.add(int(out["regions"].max()) + 1)
+    assert min(counts) < 56  # some crops lose regions, and their labels are renumbered
+
+
+def test_resize_of_an_int_matches_the_shorter_side() -> None:
+    out = JointResize(28)(coded_sample(64, 56, block=8))
+    assert out["image"].shape == (3, 32, 28) and out["regions"].shape == (32, 28)
+
+
+def test_seeded_generator_makes_augmentation_reproducible() -> None:
+    def pipeline(seed: int) -> JointCompose:
+        generator = torch.Generator().manual_seed(seed)
+        return JointCompose(
+            [
+                JointRandomResizedCrop(24, generator=generator),
+                JointRandomHorizontalFlip(generator=generator),
+                ColorJitter(0.4, 0.4, 0.4, 0.2, generator=generator),
+            ]
+        )
+
+    sample = coded_sample()
+    first, second, other = pipeline(1)(sample), pipeline(1)(sample), pipeline(2)(sample)
+    assert all(torch.equal(first[key], second[key]) for key in ("image", "mask", "regions"))
+    assert not torch.equal(first["image"], other["image"])
+    torch.manual_seed(5)
+    global_first = JointRandomResizedCrop(24)(sample)
+    torch.manual_seed(5)
+    assert torch.equal(JointRandomResizedCrop(24)(sample)["regions"], global_first["regions"])
+
+
+def test_color_jitter_touches_only_the_image() -> None:
+    sample = coded_sample()
+    out = ColorJitter(0.4, 0.4, 0.4, 0.2, generator=torch.Generator().manual_seed(0))(sample)
+    assert out["mask"] is sample["mask"] and out["regions"] is sample["regions"] and out["target"] == 7
+    assert not torch.equal(out["image"], sample["image"])
+    assert out["image"].min() >= 0 and out["image"].max() <= 1
+    assert torch.equal(ColorJitter()(sample)["image"], sample["image"])
+
+
+def test_samples_without_mask_or_regions_and_invalid_input() -> None:
+    image_only = {"image": torch.rand(3, 20, 30)}
+    assert JointResize((10, 15))(image_only).keys() == {"image"}
+    with pytest.raises(ValueError, match="regions"):
+        JointResize(10)({"image": torch.rand(3, 20, 30), "regions": torch.zeros(20, 31, dtype=torch.int64)})
+    with pytest.raises(ValueError, match="larger than the image"):
+        JointCenterCrop(40)(image_only)
+    with pytest.raises(ConfigError, match="scale"):
+        JointRandomResizedCrop(10, scale=(0.5, 0.1))
+    with pytest.raises(ConfigError, match="hue"):
+        ColorJitter(hue=0.7)
