@@ -11,6 +11,10 @@ $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing p2pvision and its dependencies into $(VENV) (torch/torchvision pinned by constraints.txt)"
 	$(BIN)/pip install $(PIP_FLAGS) -e ".[test]"
+	@echo "building the optional fast-slic superpixels (about a minute; scikit-image SLIC is used without it)"
+	@$(BIN)/pip install $(PIP_FLAGS) "cython>=3" wheel setuptools numpy && \
+	  $(BIN)/pip install $(PIP_FLAGS) --no-build-isolation "fast-slic==0.4.0" || \
+	  echo "note: fast-slic did not build; p2pvision falls back to scikit-image SLIC"
 	@touch $(STAMP)
 
 install: $(STAMP)

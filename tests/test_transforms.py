@@ -42,7 +42,10 @@ def coded_sample(height: int = 192, width: int = 168, block: int = 24, seed: int
     rows, cols = height // block, width // block
     blocks = torch.randperm(rows * cols, generator=generator).view(rows, cols)
     regions = blocks.repeat_interleave(block, 0).repeat_interleave(block, 1)
-    return {"image": colour_of(regions), "mask": regions % 3 == 0, "regions": regions, "target": 7}
+    return {
+        "image": colour_of(regions), "mask": regions % 3 == 0, "object_mask": regions % 3 == 1, "regions": regions,
+        "target": 7,
+    }  # fmt: skip
 
 
 def reference_crop_resize(labels: torch.Tensor, box: tuple[int, int, int, int], size: tuple[int, int]) -> torch.Tensor:
@@ -71,6 +74,7 @@ def assert_aligned(original: dict, transformed: dict, box: tuple[int, int, int, 
     expected_labels = reference_crop_resize(original["regions"], box, size)
     assert torch.equal(transformed["regions"], reference_relabel(expected_labels))
     assert torch.equal(transformed["mask"], reference_crop_resize(original["mask"], box, size))
+    assert torch.equal(transformed["object_mask"], reference_crop_resize(original["object_mask"], box, size))
     assert tuple(transformed["image"].shape) == (3, *size)
     decoded, pure = pure_label_of(transformed["image"])
     assert pure.float().mean() > 0.3, "the test needs unblended pixels to check"
@@ -81,7 +85,7 @@ def assert_aligned(original: dict, transformed: dict, box: tuple[int, int, int, 
 def test_flip_flips_image_mask_and_regions_identically() -> None:
     sample = coded_sample()
     flipped = JointRandomHorizontalFlip(p=1.0)(sample)
-    for key in ("image", "mask", "regions"):
+    for key in ("image", "mask", "object_mask", "regions"):
         assert torch.equal(flipped[key], sample[key].flip(-1))
     assert flipped["target"] == 7
     kept = JointRandomHorizontalFlip(p=0.0)(sample)

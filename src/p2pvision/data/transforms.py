@@ -1,8 +1,8 @@
 """Joint augmentations of an image, its region label map and its object mask.
 
-A *sample* is a dict with ``"image"`` (3, H, W) float in [0, 1], optionally ``"mask"`` (H, W) bool and
-``"regions"`` (H, W) int64; other keys pass through unchanged. Geometric transforms move all three the same
-way, so regions computed once on the full image stay valid for every augmented view and need not be
+A *sample* is a dict with ``"image"`` (3, H, W) float in [0, 1], optionally masks (H, W) bool under
+``"mask"`` or any key ending in ``"_mask"`` (e.g. ``"object_mask"``), and ``"regions"`` (H, W) int64; other
+keys pass through unchanged. Geometric transforms move image, masks and regions the same way, so regions computed once on the full image stay valid for every augmented view and need not be
 recomputed each epoch. The image is resampled bilinearly with antialiasing; mask and regions with
 nearest-exact sampling, which uses the same pixel-centre convention as bilinear (plain "nearest" is off by
 half a pixel). After a crop or resize, region labels are renumbered 0..K'-1 (regions that vanished are gone).
@@ -45,6 +45,11 @@ def _size_pair(size: int | Sequence[int]) -> tuple[int, int]:
     return pair[0], pair[1]
 
 
+def _mask_keys(sample: Mapping[str, Any]) -> list[str]:
+    """Keys of the sample that hold pixel masks: ``mask`` and every ``*_mask``."""
+    return [key for key in sample if (key == "mask" or key.endswith("_mask")) and sample[key] is not None]
+
+
 def _check_sample(sample: Mapping[str, Any]) -> tuple[int, int]:
     """Check the shapes and dtypes of a sample; returns the image's (H, W)."""
     image = sample.get("image")
@@ -52,7 +57,7 @@ def _check_sample(sample: Mapping[str, Any]) -> tuple[int, int]:
         described = f"{image.dtype} {tuple(image.shape)}" if isinstance(image, Tensor) else type(image).__name__
         raise ValueError(f"sample['image'] must be a float tensor (3, H, W), got {described}")
     size = tuple(image.shape[1:])
-    for key, dtype in (("mask", torch.bool), ("regions", torch.int64)):
+    for key, dtype in [(key, torch.bool) for key in _mask_keys(sample)] + [("regions", torch.int64)]:
         value = sample.get(key)
         if value is not None and (not isinstance(value, Tensor) or value.dtype != dtype or tuple(value.shape) != size):
             described = f"{value.dtype} {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__
@@ -67,8 +72,8 @@ def _apply_geometric(
     _check_sample(sample)
     out = dict(sample)
     out["image"] = op(sample["image"], InterpolationMode.BILINEAR)
-    if sample.get("mask") is not None:
-        out["mask"] = op(sample["mask"].unsqueeze(0), InterpolationMode.NEAREST_EXACT).squeeze(0)
+    for key in _mask_keys(sample):
+        out[key] = op(sample[key].unsqueeze(0), InterpolationMode.NEAREST_EXACT).squeeze(0)
     if sample.get("regions") is not None:
         regions = op(sample["regions"].unsqueeze(0), InterpolationMode.NEAREST_EXACT).squeeze(0)
         out["regions"] = relabel_contiguous(regions) if relabel else regions
