@@ -23,6 +23,7 @@ demo: $(STAMP)
 	$(BIN)/p2pvision demo
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -4,9 +4,10 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 
-import p2pvision  # noqa: F401  (first: makes torchvision importable on the CPU wheel)
 import pytest
 import torch
+
+import p2pvision  # noqa: F401  (before timm/torchvision: makes torchvision importable on the CPU wheel)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -49,7 +49,9 @@ def test_local_weight_files_load_without_pickled_code(tmp_path, suffix):
 
 
 def test_new_head_for_another_class_count(lite0):
-    model = create_classifier("tf_efficientnet_lite0", weights="package", num_classes=10, class_names=list("abcdefghij"))
+    model = create_classifier(
+        "tf_efficientnet_lite0", weights="package", num_classes=10, class_names=list("abcdefghij")
+    )
     assert model.num_classes == 10 and model.class_names[3] == "d"
     with torch.no_grad():
         assert model(torch.rand(1, 3, 64, 64)).shape == (1, 10)

@@ -3,7 +3,6 @@
 import json
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from p2pvision.cli import main
@@ -71,7 +70,16 @@ def test_inspect_summarises_an_exported_folder(tmp_path, capsys):
     out = tmp_path / "export"
     assert main(["data", "export", *SMALL, "--root", str(tmp_path / "gen"), "--out", str(out)]) == 0
     sheet = tmp_path / "inspect.png"
-    args = ["data", "inspect", "imagefolder", str(out / "test"), "--masks", str(out / "masks" / "test"), "--sheet", str(sheet)]
+    args = [
+        "data",
+        "inspect",
+        "imagefolder",
+        str(out / "test"),
+        "--masks",
+        str(out / "masks" / "test"),
+        "--sheet",
+        str(sheet),
+    ]
     assert main(args) == 0
     printed = capsys.readouterr().out
     assert "10 images" in printed and "masks: yes" in printed and "mean mask area share" in printed

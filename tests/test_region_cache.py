@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from p2pvision.data.region_cache import RegionDataset, dataset_fingerprint, region_maps
 from p2pvision.data.builtin import SemiSyntheticDataset
+from p2pvision.data.region_cache import RegionDataset, dataset_fingerprint, region_maps
 from p2pvision.data.semisynthetic import SemiSyntheticConfig
 from p2pvision.errors import ConfigError
 from p2pvision.regions.partition import make_partitioner

@@ -66,7 +66,9 @@ def test_generation_is_deterministic_and_cached(tmp_path, data):
     stamp = os.path.getmtime(again.root / "meta.json")
     assert build_semisynthetic(SMALL, root=tmp_path, progress=False).root == again.root
     assert os.path.getmtime(again.root / "meta.json") == stamp
-    other = build_semisynthetic(SemiSyntheticConfig(image_size=32, n_train=300, n_val=100, n_test=100, seed=4), root=tmp_path, progress=False)
+    other = build_semisynthetic(
+        SemiSyntheticConfig(image_size=32, n_train=300, n_val=100, n_test=100, seed=4), root=tmp_path, progress=False
+    )
     assert other.root != again.root
     assert not np.array_equal(other.split("train").images, again.split("train").images)
 
@@ -77,7 +79,9 @@ def test_interrupted_generation_leaves_nothing(tmp_path, monkeypatch):
 
     monkeypatch.setattr(ss, "_generate_split", fail)
     with pytest.raises(KeyboardInterrupt):
-        build_semisynthetic(SemiSyntheticConfig(image_size=32, n_train=10, n_val=10, n_test=10), root=tmp_path, progress=False)
+        build_semisynthetic(
+            SemiSyntheticConfig(image_size=32, n_train=10, n_val=10, n_test=10), root=tmp_path, progress=False
+        )
     assert list(tmp_path.iterdir()) == []
 
 
@@ -89,15 +93,21 @@ def test_dataset_samples_for_both_tasks(data):
     assert a["image"].shape == (3, 32, 32) and a["image"].dtype == torch.float32
     assert 0 <= a["image"].min() and a["image"].max() <= 1
     assert torch.equal(a["image"], b["image"])
-    assert a["label"] == int(data.split("val").object_labels[5]) and b["label"] == int(data.split("val").scene_labels[5])
+    assert a["label"] == int(data.split("val").object_labels[5]) and b["label"] == int(
+        data.split("val").scene_labels[5]
+    )
     assert torch.equal(a["mask"], a["object_mask"]) and torch.equal(b["mask"], ~b["object_mask"])
     assert scene.relevant_area_share == pytest.approx(1 - obj.relevant_area_share)
-    flipped = SemiSyntheticDataset("val", "object", SMALL, root=root, transform=lambda s: {**s, "image": s["image"].flip(-1)})
+    flipped = SemiSyntheticDataset(
+        "val", "object", SMALL, root=root, transform=lambda s: {**s, "image": s["image"].flip(-1)}
+    )
     assert torch.equal(flipped[5]["image"], a["image"].flip(-1))
 
 
 def test_224_pixels_work(tmp_path):
-    data = build_semisynthetic(SemiSyntheticConfig(image_size=224, n_train=20, n_val=10, n_test=10), root=tmp_path, progress=False)
+    data = build_semisynthetic(
+        SemiSyntheticConfig(image_size=224, n_train=20, n_val=10, n_test=10), root=tmp_path, progress=False
+    )
     assert data.split("train").images.shape == (20, 224, 224, 3)
     assert 0.05 < data.object_area_share("train") < 0.35
 

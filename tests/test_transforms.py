@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as nnf
 
 from p2pvision.data.transforms import (
     ColorJitter,

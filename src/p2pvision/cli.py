@@ -70,7 +70,10 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("p2pvision", __version__),
         ("python", platform.python_version()),
         ("torch", torch.__version__),
-        ("torchvision", torchvision.__version__ + (" (CPU shim for compiled ops)" if _torchvision_compat.patched() else "")),
+        (
+            "torchvision",
+            torchvision.__version__ + (" (CPU shim for compiled ops)" if _torchvision_compat.patched() else ""),
+        ),
         ("timm", timm.__version__),
         ("numpy", numpy.__version__),
         ("device", device),
@@ -93,7 +96,10 @@ def cmd_data_semisynthetic(args: argparse.Namespace) -> int:
     data = build_semisynthetic(config, root=args.root, progress=not args.quiet)
     elapsed = time.perf_counter() - start
     classes = data.object_classes if args.task == "object" else data.scene_classes
-    print(f"semi-synthetic data set ({args.task} task, {config.image_size} px, {len(classes)} classes) ready in {elapsed:.2f} s")
+    print(
+        f"semi-synthetic data set ({args.task} task, {config.image_size} px, {len(classes)} classes) "
+        f"ready in {elapsed:.2f} s"
+    )
     print(f"  folder: {data.root}")
     for split in ("train", "val", "test"):
         stats = data.stats[split]
@@ -107,13 +113,21 @@ def cmd_data_semisynthetic(args: argparse.Namespace) -> int:
 def cmd_data_export(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from p2pvision.data.export import export_image_folder
     from p2pvision.data.builtin import SemiSyntheticDataset
+    from p2pvision.data.export import export_image_folder
 
     config = _semisynthetic_config(args)
-    splits = {s: SemiSyntheticDataset(s, args.task, config, root=args.root, progress=not args.quiet) for s in ("train", "val", "test")}
-    info = {"dataset": "p2pvision semi-synthetic", "task": args.task, "config": asdict(config),
-            "classes": splits["train"].classes, "relevant_area_share": {s: d.relevant_area_share for s, d in splits.items()}}  # fmt: skip
+    splits = {
+        s: SemiSyntheticDataset(s, args.task, config, root=args.root, progress=not args.quiet)
+        for s in ("train", "val", "test")
+    }
+    info = {
+        "dataset": "p2pvision semi-synthetic",
+        "task": args.task,
+        "config": asdict(config),
+        "classes": splits["train"].classes,
+        "relevant_area_share": {split: dataset.relevant_area_share for split, dataset in splits.items()},
+    }
     out = export_image_folder(splits, args.out, info, overwrite=args.overwrite, progress=not args.quiet)
     print(f"exported {sum(len(d) for d in splits.values())} images with masks to {out}")
     return 0
@@ -136,7 +150,9 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     from p2pvision.data.transforms import JointResize
     from p2pvision.report.contact_sheet import contact_sheet
 
-    dataset = open_local_dataset(args.format, args.root, args.split, masks=args.masks, variant=args.variant, task=args.task)
+    dataset = open_local_dataset(
+        args.format, args.root, args.split, masks=args.masks, variant=args.variant, task=args.task
+    )
     labels = dataset_labels(dataset)
     counts = np.bincount(labels, minlength=len(dataset.classes))
     print(f"{args.format} data set at {args.root}: {len(dataset)} images, {len(dataset.classes)} classes, "
@@ -187,13 +203,17 @@ def build_parser() -> argparse.ArgumentParser:
     common.add_argument("--root", default=None, help="folder for generated data (default: the p2pvision cache)")
     common.add_argument("--quiet", action="store_true", help="no progress bars")
 
-    generate = data_commands.add_parser("semisynthetic", parents=[common], help="generate (or reuse) the built-in data set")
+    generate = data_commands.add_parser(
+        "semisynthetic", parents=[common], help="generate (or reuse) the built-in data set"
+    )
     generate.set_defaults(run=cmd_data_semisynthetic)
     export = data_commands.add_parser("export", parents=[common], help="export as ImageFolder + masks folder")
     export.add_argument("--out", required=True, help="folder to write (must be empty or absent)")
     export.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     export.set_defaults(run=cmd_data_export)
-    sheet = data_commands.add_parser("sheet", parents=[common], help="contact sheet PNG with masks and region boundaries")
+    sheet = data_commands.add_parser(
+        "sheet", parents=[common], help="contact sheet PNG with masks and region boundaries"
+    )
     sheet.add_argument("--split", choices=["train", "val", "test"], default="train")
     sheet.add_argument("--count", type=int, default=32, help="images on the sheet (default: 32)")
     sheet.add_argument("--out", default="contact_sheet.png", help="PNG file to write")

@@ -8,7 +8,13 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from p2pvision.data.semisynthetic import SPLITS, SemiSyntheticConfig, Split, Task, build_semisynthetic
+from p2pvision.data.semisynthetic import (
+    SPLITS,
+    SemiSyntheticConfig,
+    Split,
+    Task,
+    build_semisynthetic,
+)
 from p2pvision.errors import ConfigError
 
 

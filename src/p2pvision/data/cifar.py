@@ -44,9 +44,7 @@ class Cifar10Dataset(Dataset):
 
     has_masks = False
 
-    def __init__(
-        self, root: str | os.PathLike[str], split: str = "train", transform: Transform | None = None
-    ) -> None:
+    def __init__(self, root: str | os.PathLike[str], split: str = "train", transform: Transform | None = None) -> None:
         if split not in _SPLIT_FILES:
             raise ConfigError(f"CIFAR-10 split '{split}' is unknown: use 'train' or 'test'")
         root = Path(root)

@@ -66,6 +66,28 @@ def require_folder(folder: Path, expected: str) -> None:
         raise DatasetLayoutError(f"'{folder}' {problem}: expected {expected}")
 
 
+def files_by_class(folder: Path, classes: Sequence[str], layout: str, kind: str) -> tuple[list[Path], list[int]]:
+    """Image files in ``folder/<class>/`` labelled by the position of <class> in ``classes``.
+
+    A folder that is not a known class, or no image at all, is a layout error; ``kind`` names the data set's
+    classes in that message (e.g. "a BAM obj class") and ``layout`` describes what was expected.
+    """
+    files: list[Path] = []
+    labels: list[int] = []
+    for name in subfolders(folder):
+        if name not in classes:
+            raise DatasetLayoutError(
+                f"'{folder / name}' is not {kind}: expected {layout}, "
+                f"the class folder being one of {', '.join(classes)}"
+            )
+        found = image_files(folder / name)
+        files += found
+        labels += [list(classes).index(name)] * len(found)
+    if not files:
+        raise DatasetLayoutError(f"'{folder}' holds no images: expected {layout}")
+    return files, labels
+
+
 def fit_mask(mask: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
     """A bool (H,W) mask as a tensor, resized with nearest neighbour to ``size`` = (width, height) if needed."""
     width, height = size
@@ -293,20 +315,7 @@ class BamDataset(FileListDataset):
         folder = self.task_root / "train"
         layout = f"{folder}/<class>/<object>-<scene>-<NNNN>.jpg"
         require_folder(folder, layout)
-        files: list[Path] = []
-        labels: list[int] = []
-        for name in subfolders(folder):
-            if name not in classes:
-                raise DatasetLayoutError(
-                    f"'{folder / name}' is not a BAM {self.task} class: expected {layout} with <class> one of "
-                    f"{', '.join(classes)}"
-                )
-            found = image_files(folder / name)
-            files += found
-            labels += [classes.index(name)] * len(found)
-        if not files:
-            raise DatasetLayoutError(f"'{folder}' holds no images: expected {layout}")
-        return files, labels
+        return files_by_class(folder, classes, layout, f"a BAM {self.task} class")
 
     def _val_files(self, classes: Sequence[str]) -> tuple[list[Path], list[int]]:
         folder, listing = self.task_root / "val", self.task_root / "val.txt"

@@ -10,6 +10,7 @@ from pathlib import Path
 from p2pvision.data.folders import (
     FileListDataset,
     Transform,
+    files_by_class,
     image_files,
     require_folder,
     subfolders,
@@ -166,19 +167,7 @@ class ImageNet9Dataset(FileListDataset):
                 f"'{folder}' does not exist: expected {layout} with <variant> one of {', '.join(IMAGENET9_VARIANTS)} "
                 f"(found: {', '.join(found) or 'none'})"
             )
-        files: list[Path] = []
-        labels: list[int] = []
-        for name in subfolders(folder):
-            if name not in IMAGENET9_CLASSES:
-                raise DatasetLayoutError(
-                    f"'{folder / name}' is not an ImageNet-9 class folder: expected {layout} with <NN_class> one of "
-                    f"{', '.join(IMAGENET9_CLASSES)}"
-                )
-            found_files = image_files(folder / name)
-            files += found_files
-            labels += [IMAGENET9_CLASSES.index(name)] * len(found_files)
-        if not files:
-            raise DatasetLayoutError(f"'{folder}' holds no images: expected {layout}")
+        files, labels = files_by_class(folder, IMAGENET9_CLASSES, layout, "an ImageNet-9 class folder")
         masks_root = self.root / "fg_mask" / split
         mask_files = self._match_masks(files, masks_root) if masks_root.is_dir() else None
         super().__init__(files, labels, IMAGENET9_CLASSES, mask_files, transform)

@@ -43,7 +43,8 @@ def dataset_fingerprint(dataset: Dataset) -> str:
         path = Path(sample[0] if isinstance(sample, (tuple, list)) else sample)
         stat = path.stat()
         files.append((str(path.resolve()), stat.st_size, stat.st_mtime_ns))
-    return f"{type(dataset).__name__}-{params_key({'files': files, 'transform': repr(getattr(dataset, 'transform', None))})}"
+    transform = repr(getattr(dataset, "transform", None))
+    return f"{type(dataset).__name__}-{params_key({'files': files, 'transform': transform})}"
 
 
 def region_maps(

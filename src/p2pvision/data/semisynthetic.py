@@ -29,12 +29,17 @@ from typing import Literal
 
 import cv2
 import numpy as np
-from scipy.ndimage import binary_fill_holes
 from numpy.lib.format import open_memmap
+from scipy.ndimage import binary_fill_holes
 from tqdm.auto import tqdm
 
 from p2pvision.cache import cache_dir, params_key, write_json
-from p2pvision.data.sources import OBJECT_SOURCES, ObjectSource, ScenePhoto, scene_photos
+from p2pvision.data.sources import (
+    OBJECT_SOURCES,
+    ObjectSource,
+    ScenePhoto,
+    scene_photos,
+)
 from p2pvision.errors import ConfigError
 
 GENERATOR_VERSION = 2
@@ -292,5 +297,8 @@ def _allocate(folder: Path, split: Split, config: SemiSyntheticConfig) -> SplitA
         "scene_boxes": ((n, 5), np.int64),
     }
     return SplitArrays(
-        **{name: open_memmap(folder / f"{split}_{name}.npy", "w+", dtype, shape) for name, (shape, dtype) in shapes.items()}
+        **{
+            name: open_memmap(folder / f"{split}_{name}.npy", "w+", dtype, shape)
+            for name, (shape, dtype) in shapes.items()
+        }
     )

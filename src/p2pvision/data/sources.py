@@ -80,7 +80,9 @@ def fashion_mnist() -> ObjectSource:
         if (folder / "train-images-idx3-ubyte.gz").is_file():
             images = [_read_idx(folder / f"{part}-images-idx3-ubyte.gz", 3) for part in ("train", "t10k")]
             labels = [_read_idx(folder / f"{part}-labels-idx1-ubyte.gz", 1) for part in ("train", "t10k")]
-            return ObjectSource(np.concatenate(images), np.concatenate(labels).astype(np.int64), FASHION_NAMES, filled=True)
+            return ObjectSource(
+                np.concatenate(images), np.concatenate(labels).astype(np.int64), FASHION_NAMES, filled=True
+            )
     raise P2PVisionError(
         f"Fashion-MNIST files not found in {', '.join(folders)}: install them with "
         "'apt-get install dataset-fashion-mnist' or set FASHION_MNIST_DIR to a folder with the four *-ubyte.gz files"

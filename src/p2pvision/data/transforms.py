@@ -2,10 +2,11 @@
 
 A *sample* is a dict with ``"image"`` (3, H, W) float in [0, 1], optionally masks (H, W) bool under
 ``"mask"`` or any key ending in ``"_mask"`` (e.g. ``"object_mask"``), and ``"regions"`` (H, W) int64; other
-keys pass through unchanged. Geometric transforms move image, masks and regions the same way, so regions computed once on the full image stay valid for every augmented view and need not be
-recomputed each epoch. The image is resampled bilinearly with antialiasing; mask and regions with
-nearest-exact sampling, which uses the same pixel-centre convention as bilinear (plain "nearest" is off by
-half a pixel). After a crop or resize, region labels are renumbered 0..K'-1 (regions that vanished are gone).
+keys pass through unchanged. Geometric transforms move image, masks and regions the same way, so regions
+computed once on the full image stay valid for every augmented view and need not be recomputed each epoch.
+The image is resampled bilinearly with antialiasing; masks and regions with nearest-exact sampling, which
+uses the same pixel-centre convention as bilinear (plain "nearest" is off by half a pixel). After a crop or
+resize, region labels are renumbered 0..K'-1 (regions that vanished are gone).
 
 Randomness comes from torch's RNG, so a DataLoader seeds each worker differently; a ``generator`` can be
 given for reproducible single-process use (a generator is copied into every worker, which would repeat the

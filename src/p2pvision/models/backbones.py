@@ -97,7 +97,9 @@ class ImageClassifier(nn.Module):
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """Resize and centre-crop a PIL image the way the weights were evaluated; returns (3,H,W) in [0,1]."""
         size = self.input_size[-1]
-        interpolation = v2.InterpolationMode.BICUBIC if self.interpolation == "bicubic" else v2.InterpolationMode.BILINEAR
+        interpolation = (
+            v2.InterpolationMode.BICUBIC if self.interpolation == "bicubic" else v2.InterpolationMode.BILINEAR
+        )
         transform = v2.Compose(
             [
                 v2.PILToTensor(),
@@ -161,13 +163,17 @@ def _read_weights(name: str, weights: str | os.PathLike[str]) -> tuple[dict[str,
         return torch.load(package.path(), map_location="cpu", weights_only=True), package.distribution, True
     path = Path(weights)
     if not path.is_file():
-        raise WeightsError(f"weights file '{path}' does not exist: pass an existing {'/'.join(WEIGHT_FILE_SUFFIXES)} file")
+        raise WeightsError(
+            f"weights file '{path}' does not exist: pass an existing {'/'.join(WEIGHT_FILE_SUFFIXES)} file"
+        )
     if path.suffix not in WEIGHT_FILE_SUFFIXES:
         raise WeightsError(f"weights file '{path}' has an unknown suffix: use one of {', '.join(WEIGHT_FILE_SUFFIXES)}")
     try:
         return timm.models.load_state_dict(str(path), weights_only=True), str(path), False
     except Exception as exc:
-        raise WeightsError(f"cannot read weights file '{path}' ({type(exc).__name__}): {str(exc).splitlines()[0][:200]}") from exc
+        raise WeightsError(
+            f"cannot read weights file '{path}' ({type(exc).__name__}): {str(exc).splitlines()[0][:200]}"
+        ) from exc
 
 
 def _load_by_key(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: str, name: str) -> None:
@@ -227,7 +233,11 @@ def create_classifier(
     config = resolve_data_config({}, model=model)
     total = model.num_classes
     if class_names is None:
-        class_names = imagenet_class_names() if total == 1000 and pretrained_classes == 1000 else [f"class_{i}" for i in range(total)]
+        class_names = (
+            imagenet_class_names()
+            if total == 1000 and pretrained_classes == 1000
+            else [f"class_{i}" for i in range(total)]
+        )
     if len(class_names) != total:
         raise WeightsError(f"{len(class_names)} class names given for a model with {total} classes")
     return ImageClassifier(

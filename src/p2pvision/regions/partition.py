@@ -216,7 +216,9 @@ class SlicPartitioner(Partitioner):
     @staticmethod
     def _fast_slic_class() -> type:
         try:
-            from fast_slic.avx2 import SlicAvx2  # raises ImportError when built without AVX2
+            from fast_slic.avx2 import (
+                SlicAvx2,  # raises ImportError when built without AVX2
+            )
 
             return SlicAvx2
         except ImportError:
