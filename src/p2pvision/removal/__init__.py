@@ -1,0 +1,96 @@
+"""Removal strategies: how removed regions are filled before the classifier sees an image.
+
+``make_removal(name, **params)`` builds one by name; every strategy is a :class:`Removal` called as
+``removal(images, keep, regions=None)``, except ViT token dropping (:class:`TokenDropping`), which removes
+patch tokens inside the model and is used through the region game.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from p2pvision.errors import ConfigError
+from p2pvision.removal.base import Removal, blend, hole_of
+from p2pvision.removal.fills import (
+    BlackFill,
+    BlurFill,
+    ConstantFill,
+    GreyFill,
+    MeanColourFill,
+    NoiseFill,
+    RegionMeanFill,
+    gaussian_blur,
+)
+from p2pvision.removal.inpaint import (
+    BiharmonicInpaint,
+    CallableFill,
+    HoleFill,
+    NavierStokesInpaint,
+    OpenCVInpaint,
+    TeleaInpaint,
+)
+from p2pvision.removal.tokens import TokenDropping
+
+__all__ = [
+    "BiharmonicInpaint",
+    "BlackFill",
+    "BlurFill",
+    "CallableFill",
+    "ConstantFill",
+    "GreyFill",
+    "HoleFill",
+    "MeanColourFill",
+    "NavierStokesInpaint",
+    "NoiseFill",
+    "OpenCVInpaint",
+    "RegionMeanFill",
+    "Removal",
+    "TeleaInpaint",
+    "TokenDropping",
+    "blend",
+    "gaussian_blur",
+    "hole_of",
+    "make_removal",
+    "removal_names",
+]
+
+_REMOVALS: dict[str, type] = {
+    cls.name: cls
+    for cls in (
+        BlackFill,
+        GreyFill,
+        MeanColourFill,
+        ConstantFill,
+        RegionMeanFill,
+        BlurFill,
+        NoiseFill,
+        TeleaInpaint,
+        NavierStokesInpaint,
+        BiharmonicInpaint,
+        CallableFill,
+        TokenDropping,
+    )
+}
+
+
+def removal_names() -> list[str]:
+    """Names accepted by :func:`make_removal`."""
+    return list(_REMOVALS)
+
+
+def make_removal(name: str, model: nn.Module | None = None, **params: Any) -> Removal | TokenDropping:
+    """Build a removal strategy by name (see :func:`removal_names`).
+
+    With ``model`` given, ``"mean"`` uses the model's own normalisation mean (zero after normalisation)
+    unless ``mean=`` is passed.
+    """
+    if name not in _REMOVALS:
+        raise ConfigError(f"unknown removal {name!r}; choose one of {removal_names()}")
+    if name == "mean" and model is not None and "mean" not in params:
+        return MeanColourFill.for_model(model)
+    try:
+        return _REMOVALS[name](**params)
+    except TypeError as error:  # unexpected or missing keyword
+        raise ConfigError(f"invalid parameters for removal {name!r}: {error}") from error
