@@ -1,0 +1,202 @@
+"""The P2P model: sampling, masks, loss, schedules, tau search, explain, checkpoints."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from p2pvision.errors import ConfigError, WeightsError
+from p2pvision.models.p2p import P2PConfig, P2PModel, load_p2p, save_p2p
+from p2pvision.models.p2p.model import RegionOutputs, relaxed_bernoulli, straight_through
+from p2pvision.regions import make_partitioner, partition_batch
+
+TINY = dict(
+    num_classes=4,
+    image_size=32,
+    classifier="test_resnet",
+    selector_backbone="test_resnet",
+    selector_levels=(1, 2),
+    head_channels=8,
+    max_regions=16,
+    partition={"name": "grid", "grid": 4},
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return P2PModel(P2PConfig(**TINY)).eval()
+
+
+@pytest.fixture(scope="module")
+def batch():
+    generator = torch.Generator().manual_seed(1)
+    images = torch.rand(6, 3, 32, 32, generator=generator)
+    return images, partition_batch(images, make_partitioner("grid", grid=4))
+
+
+def test_schedules_follow_the_paper():
+    config = P2PConfig(**TINY)
+    assert [config.sparsity_weight(p) for p in (0, 0.1, 0.3, 0.5, 1)] == pytest.approx([0.1, 0.1, 5.05, 10, 10])
+    assert [config.temperature(p) for p in (0, 0.25, 0.5, 0.9)] == pytest.approx([1, math.sqrt(0.5), 0.5, 0.5])
+    with pytest.raises(ConfigError, match="tau_mode='sometimes'"):
+        P2PConfig(**{**TINY, "tau_mode": "sometimes"})
+    with pytest.raises(ConfigError, match="unknown P2P setting"):
+        P2PConfig.from_dict({**TINY, "lamda": 1})
+
+
+def test_logit_samples_have_the_low_rank_plus_jitter_covariance(model):
+    torch.manual_seed(0)
+    embeddings = torch.randn(1, 5, 3)
+    areas = torch.tensor([[10.0, 5, 7, 0, 3]])
+    outputs = RegionOutputs(torch.zeros(1, 5), embeddings, areas, torch.zeros(1))
+    z = model.sample_logits(outputs, samples=200_000)[0]
+    expected = embeddings[0] @ embeddings[0].T + model.config.jitter * torch.eye(5)
+    valid = areas[0] > 0
+    empirical = torch.cov(z.T)
+    assert torch.allclose(empirical[valid][:, valid], expected[valid][:, valid], atol=0.05 * expected.abs().max())
+    assert (z[:, ~valid] == 0).all()  # empty slots stay at their logit
+
+
+def test_relaxed_bernoulli_and_straight_through():
+    logits = torch.tensor([-2.0, 0.0, 1.5]).expand(100_000, 3)
+    samples = relaxed_bernoulli(logits, temperature=0.1, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose((samples > 0.5).float().mean(0), torch.sigmoid(logits[0]), atol=0.01)
+    soft = torch.tensor([0.2, 0.7], requires_grad=True)
+    hard = straight_through(soft)
+    assert hard.tolist() == [0.0, 1.0]
+    (hard * torch.tensor([3.0, 5.0])).sum().backward()
+    assert soft.grad.tolist() == [3.0, 5.0]
+
+
+def test_loss_terms_match_the_definitions(model, batch):
+    images, regions = batch
+    output = model(images, regions, tau=torch.full((6,), 0.3), temperature=0.5)
+    labels = torch.arange(6) % 4
+    losses = model.loss(output, labels, sparsity_weight=2.0)
+    p_bar = output.regions.expected_kept
+    excess = (-torch.log(1 - p_bar) + math.log(1 - 0.3)) * (p_bar > 0.3)
+    assert losses["sparsity"].item() == pytest.approx(2.0 * excess.mean().item(), rel=1e-5)
+    e = output.regions.embeddings
+    assert losses["covariance"].item() == pytest.approx(0.01 * (e @ e.transpose(1, 2)).abs().mean().item(), rel=1e-5)
+    assert losses["loss"].item() == pytest.approx(sum(losses[k].item() for k in ("ce", "sparsity", "covariance")))
+    relaxed = model(images, regions, tau=torch.ones(6), temperature=0.5)
+    assert model.loss(relaxed, labels, 2.0)["sparsity"].item() == 0.0  # p_bar <= tau = 1: no penalty
+
+
+def test_expected_kept_fraction_is_area_weighted(model, batch):
+    images, regions = batch
+    outputs = model.region_outputs(model.selector.features(images), regions, torch.full((6,), 0.5))
+    manual = (torch.sigmoid(outputs.logits) * outputs.areas).sum(1) / (32 * 32)
+    assert torch.allclose(outputs.expected_kept, manual)
+    assert outputs.areas.sum(1).tolist() == [32 * 32] * 6
+
+
+def test_removed_regions_are_black_and_kept_pixels_untouched(model, batch):
+    images, regions = batch
+    masks = (torch.arange(16) % 2 == 0).float().expand(6, 1, 16)
+    masked = model.masked_images(images, regions, masks)
+    keep = (regions % 2 == 0)[:, None].expand_as(images)
+    assert torch.equal(masked[keep], images[keep]) and (masked[~keep] == 0).all()
+
+
+def _plain_grid_search(model, images, regions, delta):
+    """Reference: evaluate every tau for every image, then take the smallest certain one."""
+    features = model.selector.features(images)
+    per_tau = []
+    for value in model.config.tau_grid:
+        logits, _ = model.classify_at(features, images, regions, torch.full((len(images),), value))
+        per_tau.append(logits.softmax(-1).amax(-1) >= delta)
+    certain = torch.stack(per_tau, 1)
+    first = torch.where(certain.any(1), certain.float().argmax(1), torch.tensor(len(per_tau) - 1))
+    return torch.tensor(model.config.tau_grid)[first], first + 1
+
+
+def test_grid_search_picks_the_plain_grid_answer_evaluating_only_undecided_images(model, batch, monkeypatch):
+    images, regions = batch
+    features = model.selector.features(images)
+    confidence = torch.stack(
+        [
+            model.classify_at(features, images, regions, torch.full((6,), t))[0].softmax(-1).amax(-1)
+            for t in model.config.tau_grid
+        ]
+    )
+    delta = float(confidence.quantile(0.5))  # certain for some (image, tau) pairs, not for others
+    expected_tau, expected_evaluations = _plain_grid_search(model, images, regions, delta)
+    sizes = []
+    original = P2PModel.classify_at
+    monkeypatch.setattr(
+        P2PModel, "classify_at", lambda self, f, x, r, t: sizes.append(len(x)) or original(self, f, x, r, t)
+    )
+    result = model.search_tau(images, regions, delta=delta)
+    assert torch.equal(result.tau, expected_tau)
+    assert torch.equal(result.evaluations, expected_evaluations)
+    assert sizes == sorted(sizes, reverse=True) and sum(sizes) == int(expected_evaluations.sum())
+
+
+def test_bisection_agrees_when_certainty_grows_with_tau(model, batch, monkeypatch):
+    images, regions = batch
+    thresholds = torch.tensor([0.05, 0.3, 0.55, 0.8, 1.0, 2.0])  # image i is certain from tau >= thresholds[i]
+
+    def fake_classify(self, features, x, r, tau):
+        rows = torch.cdist(x.flatten(1), images.flatten(1)).argmin(1)
+        certain = tau >= thresholds[rows] - 1e-9
+        logits = torch.where(certain[:, None], torch.tensor([10.0, 0, 0, 0]), torch.zeros(4))
+        return logits, self.region_outputs(features, r, tau)
+
+    monkeypatch.setattr(P2PModel, "classify_at", fake_classify)
+    grid = model.search_tau(images, regions, delta=0.9)
+    bisection = model.search_tau(images, regions, delta=0.9, method="bisection")
+    assert grid.tau.tolist() == pytest.approx([0.05, 0.3, 0.55, 0.8, 1.0, 1.0])
+    assert torch.equal(bisection.tau, grid.tau) and torch.equal(bisection.logits, grid.logits)
+    assert bisection.evaluations.max() <= math.ceil(math.log2(20)) + 1 < grid.evaluations.max()
+
+
+def test_tau_search_runs_the_backbone_once(model, batch, monkeypatch):
+    images, regions = batch
+    calls = []
+    original = model.selector.features
+    monkeypatch.setattr(model.selector, "features", lambda x: calls.append(1) or original(x))
+    model.search_tau(images, regions, delta=1.0)
+    assert len(calls) == 1
+
+
+def test_explain_returns_the_input_the_classifier_saw(model, batch):
+    images, regions = batch
+    result = model.explain(images, regions, tau=0.4)
+    assert result.predicted.shape == (6,) and result.probabilities.shape == (6, 4)
+    assert torch.equal(result.keep_mask, torch.stack([result.kept_regions[i][regions[i]] for i in range(6)]))
+    assert torch.allclose(result.kept_fraction, result.keep_mask.flatten(1).float().mean(1))
+    features = model.selector.features(images)
+    logits, _ = model.classify_at(features, images, regions, torch.full((6,), 0.4))
+    assert torch.allclose(result.probabilities, logits.softmax(-1), atol=1e-6)
+    assert torch.allclose(result.correlation.diagonal(dim1=1, dim2=2), torch.ones(6, 16), atol=1e-5)
+    record = result.record(0)
+    assert json.loads(json.dumps(record))["tau"] == 0.4 and record["num_regions"] == 16
+    searched = model.explain(images)  # regions from the configured partition
+    assert torch.equal(searched.regions, regions) and (searched.tau >= 0.05).all()
+
+
+def test_checkpoint_round_trip_and_clear_errors(model, batch, tmp_path):
+    images, regions = batch
+    folder = save_p2p(model, tmp_path / "ckpt")
+    loaded = load_p2p(folder)
+    assert torch.equal(
+        loaded.explain(images, regions, tau=0.3).probabilities, model.explain(images, regions, tau=0.3).probabilities
+    )
+    with pytest.raises(WeightsError, match="has 4 classes, expected 10"):
+        load_p2p(folder, num_classes=10)
+    meta = json.loads((folder / "config.json").read_text())
+    for change, fragment in [
+        ({"format_version": 99}, "format version 99"),
+        ({"format": "something"}, "not a P2P model"),
+        ({"config": {**meta["config"], "classifier": "test_efficientnet"}}, "do not fit the architecture"),
+        ({"config": {**meta["config"], "num_classes": 7, "class_names": None}}, "do not fit the architecture"),
+    ]:
+        (folder / "config.json").write_text(json.dumps({**meta, **change}))
+        with pytest.raises(WeightsError, match=fragment) as info:
+            load_p2p(folder)
+        assert "\n" not in str(info.value)
+    with pytest.raises(WeightsError, match="expected a folder with config.json"):
+        load_p2p(tmp_path / "nowhere")
