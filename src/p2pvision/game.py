@@ -1,0 +1,209 @@
+"""The region game: the value of a classifier's output when only some regions (players) of an image are kept.
+
+``RegionGame(model, images, regions, removal, target)`` turns images (B,3,H,W), region label maps (B,H,W) with
+K players and a removal strategy into a batched value function: ``game(coalitions)`` takes bool coalitions
+(B,S,K) and returns (B,S) values of the target class, evaluating as many masked images per forward pass as
+``batch_size`` allows, and counting every image the model sees in ``game.evaluations``. Approximators (MoXI,
+Shapley sampling, LIME...) choose coalitions and live elsewhere, as in shapiq; P2P-style masking and the
+faithfulness metrics reuse the same object with pixel masks (:meth:`RegionGame.masked_values`).
+
+Values (``value=``): ``"log_odds"`` (default, MoXI's reward) ``logit_y - logsumexp(other logits)``,
+``"log_prob"``, ``"prob"`` or the raw ``"logit"`` of the target class ``y``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from p2pvision.errors import ConfigError
+from p2pvision.regions.ops import region_areas, region_to_pixel
+from p2pvision.removal import Removal, TokenDropping, blend
+
+VALUES = ("log_odds", "log_prob", "prob", "logit")
+
+
+def class_values(logits: Tensor, target: Tensor, value: str = "log_odds") -> Tensor:
+    """The value of class ``target`` (N,) in ``logits`` (N, C): log-odds, log-probability, probability or logit."""
+    picked = logits.gather(1, target.view(-1, 1)).squeeze(1)
+    if value == "logit":
+        return picked
+    if value == "log_prob":
+        return picked - logits.logsumexp(dim=1)
+    if value == "prob":
+        return (picked - logits.logsumexp(dim=1)).exp()
+    if value == "log_odds":
+        others = logits.scatter(1, target.view(-1, 1), float("-inf"))
+        return picked - others.logsumexp(dim=1)
+    raise ConfigError(f"unknown value {value!r}; choose one of {VALUES}")
+
+
+class RegionGame:
+    """Batched, cost-counted value function over coalitions of regions (see the module docstring).
+
+    ``regions`` are int64 label maps (B,H,W) with labels 0..K-1; K is the largest label + 1 over the batch and
+    slots with no pixels in an image are empty players (``game.players`` is False there). ``target`` is a class
+    index, a (B,) tensor, or None for the model's own top-1 class on the full images (B evaluations, counted).
+    The model is used as given (put it in eval mode first). Hole-independent fills are computed once per image.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        images: Tensor,
+        regions: Tensor,
+        removal: Removal | TokenDropping,
+        target: int | Tensor | None = None,
+        value: str = "log_odds",
+        batch_size: int = 64,
+    ) -> None:
+        if images.ndim != 4 or images.shape[1] != 3 or not images.dtype.is_floating_point:
+            raise ValueError(f"images must be a float tensor (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        if regions.dtype != torch.int64 or tuple(regions.shape) != (images.shape[0], *images.shape[2:]):
+            raise ValueError(f"regions must be int64 (B, H, W) matching the images, got {tuple(regions.shape)}")
+        if value not in VALUES:
+            raise ConfigError(f"unknown value {value!r}; choose one of {VALUES}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model
+        self.images = images.detach()
+        self.regions = regions.to(images.device)
+        self.removal = removal
+        self.value = value
+        self.batch_size = int(batch_size)
+        self.num_players = int(self.regions.max()) + 1 if self.regions.numel() else 0
+        self.areas = region_areas(self.regions, self.num_players)
+        self.players = self.areas > 0
+        self.evaluations = 0
+        self.forward_seconds = 0.0
+        self.removal_seconds = 0.0
+        self._fills = None
+        if isinstance(removal, Removal) and not removal.hole_dependent:
+            with torch.no_grad():
+                started = time.perf_counter()
+                self._fills = removal.fill(self.images, None, self.regions if removal.needs_regions else None)
+                self.removal_seconds += time.perf_counter() - started
+        self.target = self._resolve_target(target)
+
+    @property
+    def num_images(self) -> int:
+        return self.images.shape[0]
+
+    def _resolve_target(self, target: int | Tensor | None) -> Tensor:
+        count = self.num_images
+        if target is None:
+            logits = []
+            with torch.no_grad():
+                for start in range(0, count, self.batch_size):
+                    logits.append(self._forward(self.images[start : start + self.batch_size]))
+            return torch.cat(logits).argmax(dim=1) if logits else torch.zeros(0, dtype=torch.int64)
+        target = torch.as_tensor(target, dtype=torch.int64, device=self.images.device)
+        if target.ndim == 0:
+            target = target.expand(count)
+        if tuple(target.shape) != (count,):
+            raise ValueError(f"target must be an int or a ({count},) tensor, got shape {tuple(target.shape)}")
+        return target.clone()
+
+    def _forward(self, images: Tensor) -> Tensor:
+        started = time.perf_counter()
+        logits = self.model(images)
+        self.forward_seconds += time.perf_counter() - started
+        self.evaluations += images.shape[0]
+        return logits
+
+    def compose(self, index: Tensor, keep: Tensor) -> Tensor:
+        """Images ``index`` (n,) with the removal applied outside ``keep`` (n,H,W) bool or float (differentiable)."""
+        if isinstance(self.removal, TokenDropping):
+            raise ConfigError("token dropping removes tokens inside the model: it has no composed image")
+        started = time.perf_counter()
+        images = self.images[index]
+        if self._fills is not None:
+            composed = blend(images, keep, self._fills[index])
+        else:
+            regions = self.regions[index] if self.removal.needs_regions else None
+            composed = self.removal(images, keep, regions)
+        self.removal_seconds += time.perf_counter() - started
+        return composed
+
+    def values_of_images(self, images: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
+        """Values and top-1 predictions of already composed images (n,3,H,W) for the targets of images ``index``."""
+        logits = self._forward(images)
+        return class_values(logits, self.target[index], self.value), logits.argmax(dim=1)
+
+    def _masked_logits(self, index: Tensor, keep: Tensor) -> Tensor:
+        if isinstance(self.removal, TokenDropping):
+            started = time.perf_counter()
+            logits = self.removal.logits(self.model, self.images[index], keep)
+            self.forward_seconds += time.perf_counter() - started
+            self.evaluations += len(index)
+            return logits
+        return self._forward(self.compose(index, keep))
+
+    def _run(
+        self, shape: tuple[int, int], valid: Tensor | None, keep_of: Callable[[Tensor, Tensor], Tensor], grad: bool
+    ) -> tuple[Tensor, Tensor]:
+        batch, samples = shape
+        if valid is not None and tuple(valid.shape) != shape:
+            raise ValueError(f"valid must have shape {shape}, got {tuple(valid.shape)}")
+        flat = (
+            torch.arange(batch * samples, device=self.images.device)
+            if valid is None
+            else valid.reshape(-1).nonzero().squeeze(1).to(self.images.device)
+        )
+        values = torch.full((batch * samples,), float("nan"), device=self.images.device)
+        predictions = torch.full((batch * samples,), -1, dtype=torch.int64, device=self.images.device)
+        chunks = []
+        with torch.set_grad_enabled(grad):
+            for start in range(0, len(flat), self.batch_size):
+                pairs = flat[start : start + self.batch_size]
+                index, sample = pairs // samples, pairs % samples
+                logits = self._masked_logits(index, keep_of(index, sample))
+                chunks.append((pairs, class_values(logits, self.target[index], self.value), logits.argmax(dim=1)))
+        if chunks:  # out of place, so that with grad=True the values keep their autograd graph
+            pairs = torch.cat([chunk[0] for chunk in chunks])
+            values = values.to(chunks[0][1].dtype).index_put((pairs,), torch.cat([chunk[1] for chunk in chunks]))
+            predictions = predictions.index_put((pairs,), torch.cat([chunk[2] for chunk in chunks]))
+        return values.view(batch, samples), predictions.view(batch, samples)
+
+    def evaluate(self, coalitions: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Values (B,S) and the model's top-1 classes (B,S) for bool coalitions (B,S,K) of kept players.
+
+        Only entries where ``valid`` (B,S) is True are evaluated (others give NaN and -1), so ragged sets of
+        coalitions cost nothing for their padding.
+        """
+        if coalitions.dtype != torch.bool or coalitions.ndim != 3:
+            raise ValueError(f"coalitions must be bool (B, S, K), got {coalitions.dtype} {tuple(coalitions.shape)}")
+        if coalitions.shape[0] != self.num_images or coalitions.shape[2] != self.num_players:
+            raise ValueError(
+                f"coalitions must be ({self.num_images}, S, {self.num_players}), got {tuple(coalitions.shape)}"
+            )
+        coalitions = coalitions.to(self.images.device)
+
+        def keep_of(index: Tensor, sample: Tensor) -> Tensor:
+            return region_to_pixel(coalitions[index, sample], self.regions[index])
+
+        return self._run(tuple(coalitions.shape[:2]), valid, keep_of, grad=False)
+
+    def __call__(self, coalitions: Tensor, valid: Tensor | None = None) -> Tensor:
+        """Values (B,S) of bool coalitions (B,S,K); see :meth:`evaluate`."""
+        return self.evaluate(coalitions, valid)[0]
+
+    def masked_values(self, keep: Tensor, valid: Tensor | None = None, grad: bool = False) -> Tensor:
+        """Values (B,S) for pixel masks ``keep`` (B,S,H,W), bool or soft float; ``grad=True`` keeps gradients."""
+        if keep.ndim != 4 or keep.shape[0] != self.num_images or keep.shape[2:] != self.images.shape[2:]:
+            raise ValueError(
+                f"keep must be (B, S, H, W) = ({self.num_images}, S, {self.images.shape[2]}, {self.images.shape[3]}), "
+                f"got {tuple(keep.shape)}"
+            )
+
+        def keep_of(index: Tensor, sample: Tensor) -> Tensor:
+            return keep[index, sample]
+
+        return self._run(tuple(keep.shape[:2]), valid, keep_of, grad=grad)[0]
+
+    def full_coalition(self) -> Tensor:
+        """The coalition of all (non-empty) players, (B,1,K)."""
+        return self.players.unsqueeze(1).clone()
