@@ -179,6 +179,18 @@ def cmd_data_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from p2pvision.train.experiment import load_experiment
+    from p2pvision.train.run import run_training
+
+    config = load_experiment(args.config, args.overrides)
+    out = Path(args.out or Path("results") / config.name)
+    model = run_training(config, out, resume=args.resume)
+    print(f"trained {config.train.mode} '{config.name}': model {model.resolve()}")
+    print(f"logs and metrics: {(out / 'logs' / 'metrics.csv').resolve()}, {(out / 'metrics.json').resolve()}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from p2pvision.demo import run_demo
 
@@ -229,6 +241,13 @@ def build_parser() -> argparse.ArgumentParser:
     inspect.add_argument("--sample", type=int, default=200, help="images read for size and mask statistics")
     inspect.add_argument("--sheet", default=None, help="also write a contact sheet PNG of up to 32 samples")
     inspect.set_defaults(run=cmd_data_inspect)
+
+    train = commands.add_parser("train", help="train P2P (or the full-image baseline) from a YAML config")
+    train.add_argument("--config", default=None, help="experiment YAML (see configs/); default: built-in defaults")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. train.epochs=3")
+    train.add_argument("--out", default=None, help="output folder (default: results/<name>)")
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    train.set_defaults(run=cmd_train)
 
     demo = commands.add_parser("demo", help="run the main job on the built-in data and say where results are")
     demo.add_argument("--out", default="results/demo", help="output folder (default: results/demo)")

@@ -125,3 +125,20 @@ class RegionDataset(Dataset):
         sample = dict(self.dataset[index])
         sample["regions"] = torch.from_numpy(self.maps[index].astype(np.int64))
         return self.transform(sample) if self.transform is not None else sample
+
+
+class ComputeRegions:
+    """A joint transform that segments the (augmented) image itself: for data sets too large to cache.
+
+    This is the reference code's approach (a CPU cost on every view); prefer :class:`RegionDataset`.
+    """
+
+    def __init__(self, partitioner: Partitioner) -> None:
+        self.partitioner = partitioner
+
+    def __call__(self, sample: dict) -> dict:
+        image = (sample["image"].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        return {**sample, "regions": torch.from_numpy(self.partitioner(image))}
+
+    def __repr__(self) -> str:
+        return f"ComputeRegions({self.partitioner!r})"

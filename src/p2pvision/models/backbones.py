@@ -244,3 +244,41 @@ def create_classifier(
         model, config["mean"], config["std"], tuple(config["input_size"]), class_names,
         crop_pct=config.get("crop_pct", 0.875), interpolation=config.get("interpolation", "bicubic"),
     )  # fmt: skip
+
+
+CLASSIFIER_FORMAT = "p2pvision-classifier"
+
+
+def save_classifier(classifier: ImageClassifier, name: str, folder: str | os.PathLike[str]) -> Path:
+    """Write the timm network's weights (``model.safetensors``) and ``config.json`` (name, classes)."""
+    from safetensors.torch import save_file
+
+    from p2pvision.cache import atomic_path, write_json
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {key: value.detach().contiguous() for key, value in classifier.model.state_dict().items()}
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_file(state, str(tmp))
+    info = {"name": name, "num_classes": classifier.num_classes, "class_names": classifier.class_names}
+    write_json(folder / "config.json", {"format": CLASSIFIER_FORMAT, "format_version": 1, **info})
+    return folder
+
+
+def load_classifier(folder: str | os.PathLike[str]) -> ImageClassifier:
+    """Load a classifier saved by :func:`save_classifier`."""
+    import json
+
+    folder = Path(folder)
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise WeightsError(f"'{folder}' is not a classifier checkpoint: expected config.json and model.safetensors")
+    meta = json.loads(config_file.read_text())
+    if meta.get("format") != CLASSIFIER_FORMAT:
+        raise WeightsError(f"'{config_file}' describes format '{meta.get('format')}', not '{CLASSIFIER_FORMAT}'")
+    return create_classifier(
+        meta["name"],
+        weights=folder / "model.safetensors",
+        num_classes=meta["num_classes"],
+        class_names=meta["class_names"],
+    )

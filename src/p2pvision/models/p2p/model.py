@@ -283,12 +283,14 @@ class P2PModel(nn.Module):
         *,
         delta: float | None = None,
         tau: float | None = None,
+        grid: tuple[float, ...] | None = None,
         method: str = "grid",
     ) -> P2PExplanation:
         """Predict with hard masks and return what the classifier saw (see :class:`P2PExplanation`).
 
         ``images`` (B,3,H,W) in [0,1]; ``regions`` (B,H,W) label maps (computed with the configured partition
-        if omitted). By default tau is searched per image at certainty ``delta``; a fixed ``tau`` skips the search.
+        if omitted). By default tau is searched per image at certainty ``delta`` over ``grid`` (the configured
+        grid if None); a fixed ``tau`` skips the search.
         """
         was_training = self.training
         self.eval()
@@ -301,7 +303,7 @@ class P2PModel(nn.Module):
                 logits, outputs = self.classify_at(features, images, regions, taus)
                 search = SearchResult(taus, logits, outputs.logits, outputs.embeddings, torch.ones_like(taus).long())
             else:
-                search = self.search_tau(images, regions, delta=delta, method=method)
+                search = self.search_tau(images, regions, delta=delta, grid=grid, method=method)
         finally:
             self.train(was_training)
         areas = region_areas(regions, self.config.max_regions)

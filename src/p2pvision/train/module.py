@@ -1,0 +1,133 @@
+"""Lightning modules: P2P (selector + classifier, jointly) and the full-image classifier baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from p2pvision.models.backbones import ImageClassifier, create_classifier
+from p2pvision.models.p2p.config import P2PConfig
+from p2pvision.models.p2p.model import P2PModel
+
+
+def localisation_precision(keep: torch.Tensor, relevant: torch.Tensor) -> torch.Tensor:
+    """Per image ``|keep & relevant| / |keep|`` (0 for an empty keep mask)."""
+    kept = keep.flatten(1).sum(1)
+    hits = (keep & relevant).flatten(1).sum(1)
+    return torch.where(kept > 0, hits / kept.clamp(min=1), torch.zeros_like(kept, dtype=torch.float32))
+
+
+class _SeededEpochs(L.LightningModule):
+    """Reseeds torch's RNG at every epoch start from (seed, epoch, rank): an interrupted run resumed from an
+    epoch checkpoint draws the same masks, budgets and augmentations as an uninterrupted one."""
+
+    def __init__(self, lr: float, weight_decay: float, seed: int) -> None:
+        super().__init__()
+        self.lr, self.weight_decay, self.seed = lr, weight_decay, seed
+
+    def on_train_epoch_start(self) -> None:
+        torch.manual_seed(self.seed * 1_000_003 + self.current_epoch * 1_009 + self.global_rank)
+
+    @property
+    def progress(self) -> float:
+        """Share of training done, in [0, 1] (drives the temperature and sparsity-weight schedules)."""
+        total = self.trainer.estimated_stepping_batches if self._trainer is not None else 1
+        return min(1.0, self.global_step / max(1, total))
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+
+
+class P2PLightning(_SeededEpochs):
+    """Trains a :class:`P2PModel`; validates with hard masks and a tau search over ``val_tau_grid``."""
+
+    def __init__(
+        self,
+        model_config: dict[str, Any],
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        seed: int = 0,
+        val_tau_grid: tuple[float, ...] = (0.1, 0.2, 0.4, 0.7, 1.0),
+    ) -> None:
+        super().__init__(lr, weight_decay, seed)
+        self.save_hyperparameters()
+        self.model = P2PModel(P2PConfig.from_dict(model_config))
+        self.val_tau_grid = tuple(val_tau_grid)
+
+    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        config = self.model.config
+        progress = self.progress
+        hard = config.hard_mask_prob > 0 and bool(torch.rand(()) < config.hard_mask_prob)
+        output = self.model(batch["image"], batch["regions"], temperature=config.temperature(progress), hard=hard)
+        losses = self.model.loss(output, batch["label"], config.sparsity_weight(progress))
+        samples = output.masks.shape[1]
+        accuracy = (output.logits.argmax(-1) == batch["label"].repeat_interleave(samples)).float().mean()
+        metrics = {f"train/{key}": value.detach() for key, value in losses.items()}
+        metrics["train/expected_kept"] = output.regions.expected_kept.detach().mean()
+        metrics["train/acc_relaxed"] = accuracy
+        metrics["train/temperature"] = config.temperature(progress)
+        metrics["train/lambda_sparse"] = config.sparsity_weight(progress)
+        self.log_dict(metrics, prog_bar=False, on_step=True, on_epoch=False, batch_size=len(batch["label"]))
+        self.log("loss", losses["loss"].detach(), prog_bar=True, on_step=True, batch_size=len(batch["label"]))
+        return losses["loss"]
+
+    def _evaluate(self, batch: dict, prefix: str) -> None:
+        result = self.model.explain(batch["image"], batch["regions"], grid=self.val_tau_grid)
+        labels = batch["label"].cpu()
+        metrics = {
+            f"{prefix}/acc": (result.predicted == labels).float().mean(),
+            f"{prefix}/kept": result.kept_fraction.mean(),
+            f"{prefix}/tau": result.tau.mean(),
+        }
+        if "mask" in batch:
+            metrics[f"{prefix}/precision"] = localisation_precision(result.keep_mask, batch["mask"].cpu()).mean()
+        self.log_dict(metrics, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=len(labels))
+
+    def validation_step(self, batch: dict, batch_index: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict, batch_index: int) -> None:
+        self._evaluate(batch, "test")
+
+
+class ClassifierLightning(_SeededEpochs):
+    """The Blackbox baseline: the same classifier trained on full images."""
+
+    def __init__(
+        self,
+        name: str,
+        num_classes: int,
+        class_names: list[str],
+        weights: str | None = None,
+        lr: float = 1e-4,
+        weight_decay: float = 0.0,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(lr, weight_decay, seed)
+        self.save_hyperparameters()
+        self.model: ImageClassifier = create_classifier(
+            name, weights=weights, num_classes=num_classes, class_names=class_names
+        )
+
+    def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        logits = self.model(batch["image"])
+        loss = F.cross_entropy(logits, batch["label"])
+        accuracy = (logits.argmax(-1) == batch["label"]).float().mean()
+        self.log_dict({"train/loss": loss.detach(), "train/acc": accuracy}, on_step=True, batch_size=len(logits))
+        self.log("loss", loss.detach(), prog_bar=True, on_step=True, batch_size=len(logits))
+        return loss
+
+    def _evaluate(self, batch: dict, prefix: str) -> None:
+        accuracy = (self.model(batch["image"]).argmax(-1) == batch["label"]).float().mean()
+        self.log(
+            f"{prefix}/acc", accuracy, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=len(batch["label"])
+        )
+
+    def validation_step(self, batch: dict, batch_index: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict, batch_index: int) -> None:
+        self._evaluate(batch, "test")

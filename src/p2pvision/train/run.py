@@ -1,0 +1,125 @@
+"""Run a training experiment with Lightning: CPU, GPU, several GPUs (DDP) or nodes, resumable."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import lightning as L
+import torch
+import yaml
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+
+from p2pvision.cache import atomic_path, write_json
+from p2pvision.errors import ConfigError
+from p2pvision.models.backbones import save_classifier
+from p2pvision.models.p2p.checkpoint import save_p2p
+from p2pvision.train.data import P2PDataModule
+from p2pvision.train.experiment import ExperimentConfig
+from p2pvision.train.module import ClassifierLightning, P2PLightning
+
+EXPERIMENT_FILE = "experiment.yaml"
+
+
+def _loggers(config: ExperimentConfig, out: Path) -> list:
+    loggers: list = []
+    for name in config.train.loggers:
+        if name == "csv":
+            loggers.append(CSVLogger(out, name="", version="logs"))
+        elif name == "tensorboard":
+            from lightning.pytorch.loggers import TensorBoardLogger
+
+            loggers.append(TensorBoardLogger(out, name="", version="tensorboard"))
+        elif name == "wandb":
+            from lightning.pytorch.loggers import WandbLogger
+
+            loggers.append(WandbLogger(name=config.name, save_dir=str(out)))
+        else:
+            raise ConfigError(f"train.loggers entry '{name}' is unknown: use csv, tensorboard or wandb")
+    return loggers
+
+
+def _check_resume(out: Path, config: ExperimentConfig) -> Path | None:
+    """The last epoch checkpoint to resume from, after checking the folder holds the same experiment."""
+    saved = out / EXPERIMENT_FILE
+    last = out / "checkpoints" / "last.ckpt"
+    if not saved.is_file() or not last.is_file():
+        raise ConfigError(f"nothing to resume in '{out}': expected {saved} and {last} from an earlier run")
+    previous = yaml.safe_load(saved.read_text())
+    current = json.loads(json.dumps(config.to_dict()))
+    ignored = ("epochs", "accelerator", "devices", "num_nodes", "strategy", "loggers")
+    strip = lambda d: {**d, "train": {k: v for k, v in d["train"].items() if k not in ignored}}  # noqa: E731
+    if strip(previous) != strip(current):
+        raise ConfigError(f"'{out}' holds a run with other settings: resume with the same config or use a new --out")
+    return last
+
+
+def run_training(config: ExperimentConfig, out: str | os.PathLike[str], resume: bool = False) -> Path:
+    """Train as configured; write logs, epoch checkpoints and the final model under ``out``.
+
+    The final model goes to ``out/model`` (safetensors + config.json) and validation metrics to
+    ``out/metrics.json``. ``resume`` continues from ``out/checkpoints/last.ckpt``.
+    """
+    out = Path(out)
+    train = config.train
+    if train.mode not in ("p2p", "classifier"):
+        raise ConfigError(f"train.mode '{train.mode}' is unknown: use 'p2p' or 'classifier'")
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    checkpoint = _check_resume(out, config) if resume else None
+    if not resume and (out / "checkpoints").exists():
+        raise ConfigError(f"'{out}' already holds a run: pass --resume to continue it, or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    L.seed_everything(train.seed, workers=True, verbose=False)
+    partition = config.model.get("partition") or config.model_config(2, ["a", "b"]).partition
+    data = P2PDataModule(config.data, partition, train.batch_size, train.seed)
+    data.prepare_data()
+    classes = data.classes
+    if train.mode == "p2p":
+        model_config = config.model_config(len(classes), classes)
+        if model_config.image_size != config.data.image_size:
+            model_config.image_size = config.data.image_size
+        module: L.LightningModule = P2PLightning(
+            model_config.to_dict(), train.lr, train.weight_decay, train.seed, train.val_tau_grid
+        )
+        monitor = "val/acc"
+    else:
+        model_config = config.model_config(len(classes), classes)
+        module = ClassifierLightning(
+            model_config.classifier, len(classes), classes, model_config.classifier_weights, train.lr,
+            train.weight_decay, train.seed,
+        )  # fmt: skip
+        monitor = "val/acc"
+    if not resume:
+        with atomic_path(out / EXPERIMENT_FILE) as tmp:
+            tmp.write_text(yaml.safe_dump(json.loads(json.dumps(config.to_dict())), sort_keys=False))
+    checkpoints = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best", monitor=monitor, mode="max", save_last=True, every_n_epochs=1
+    )
+    trainer = L.Trainer(
+        max_epochs=train.epochs,
+        accelerator=train.accelerator,
+        devices=train.devices,
+        num_nodes=train.num_nodes,
+        strategy=train.strategy,
+        precision=train.precision,
+        logger=_loggers(config, out),
+        callbacks=[checkpoints],
+        default_root_dir=out,
+        use_distributed_sampler=False,
+        limit_train_batches=train.limit_train_batches,
+        limit_val_batches=train.limit_val_batches,
+        log_every_n_steps=train.log_every_n_steps,
+        enable_model_summary=False,
+    )
+    trainer.fit(module, datamodule=data, ckpt_path=str(checkpoint) if checkpoint else None, weights_only=True)
+    if trainer.global_rank == 0:
+        metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
+        write_json(out / "metrics.json", {"epochs": trainer.current_epoch, "validation": metrics})
+        if train.mode == "p2p":
+            save_p2p(module.model, out / "model", extra={"experiment": config.to_dict()})
+        else:
+            save_classifier(module.model, model_config.classifier, out / "model")
+    return out / "model"
