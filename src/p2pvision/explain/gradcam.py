@@ -1,0 +1,158 @@
+"""Grad-CAM (Selvaraju et al. 2017) and Grad-CAM++ (Chattopadhay et al. 2018) for timm CNNs and ViTs.
+
+Written here (a few lines of torch) rather than called from pytorch-grad-cam, which min-max normalises every map
+in NumPy and resizes it with OpenCV: these maps keep their raw scale (comparable across images and methods),
+stay on the model's device, and share one forward/backward pass per batch with per-image targets. The Grad-CAM
+map equals Captum's ``LayerGradCam`` (upsampled bilinearly) and the Grad-CAM++ weights equal
+pytorch-grad-cam's; the tests check both.
+
+Layer: by default the final feature map of a CNN (timm's ``forward_features`` output, the input of global
+pooling) and, for a ViT, the input norm of the last block (``blocks.-1.norm1``; the final tokens carry no
+gradient to the patches when the class token is pooled), with patch tokens reshaped to their grid.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer import VisionTransformer
+from torch import Tensor, nn
+
+from p2pvision.errors import ConfigError
+from p2pvision.explain.base import (
+    Attribution,
+    Explainer,
+    check_positive,
+    order_from_scores,
+    pixel_scores,
+    present_players,
+)
+from p2pvision.regions import Partitioner
+
+
+def _network(model: nn.Module) -> nn.Module:
+    return getattr(model, "model", model)
+
+
+def tokens_to_grid(tokens: Tensor, vit: VisionTransformer) -> Tensor:
+    """ViT tokens (B,T,D) -> patch feature maps (B,D,gh,gw), prefix tokens dropped."""
+    grid = vit.patch_embed.grid_size
+    patches = tokens[:, vit.num_prefix_tokens :]
+    return patches.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], grid[0], grid[1])
+
+
+def gradcam_weights(activations: Tensor, gradients: Tensor) -> Tensor:
+    """Grad-CAM channel weights (B,C): the spatial mean of the gradients."""
+    return gradients.mean(dim=(2, 3))
+
+
+def gradcam_plus_plus_weights(activations: Tensor, gradients: Tensor) -> Tensor:
+    """Grad-CAM++ channel weights (B,C), equation 19 of the paper (as pytorch-grad-cam computes them)."""
+    squared = gradients**2
+    cubed = squared * gradients
+    summed = activations.sum(dim=(2, 3), keepdim=True)
+    alpha = squared / (2 * squared + summed * cubed + 1e-6)
+    alpha = torch.where(gradients != 0, alpha, torch.zeros_like(alpha))
+    return (gradients.clamp_min(0) * alpha).sum(dim=(2, 3))
+
+
+class GradCAM(Explainer):
+    """Grad-CAM: ``relu(sum_k w_k A_k)`` with ``w_k`` the mean gradient of the target logit over feature map
+    ``A_k``, upsampled bilinearly to the image. Cost: one forward+backward pass per image."""
+
+    name = "grad_cam"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer: str | None = None,
+        partitioner: Partitioner | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        super().__init__(model, partitioner)
+        self.layer = layer
+        self.batch_size = check_positive("batch_size", batch_size)
+        network = _network(model)
+        if layer is not None:
+            try:
+                network.get_submodule(layer)
+            except AttributeError as error:
+                raise ConfigError(f"model has no layer {layer!r}: {error}") from error
+        elif not isinstance(network, VisionTransformer) and not hasattr(network, "forward_features"):
+            raise ConfigError("Grad-CAM needs layer=... for models without timm's forward_features/forward_head")
+
+    def channel_weights(self, activations: Tensor, gradients: Tensor) -> Tensor:
+        return gradcam_weights(activations, gradients)
+
+    def _layer_name(self) -> str | None:
+        network = _network(self.model)
+        if self.layer is None and isinstance(network, VisionTransformer):
+            return f"blocks.{len(network.blocks) - 1}.norm1"
+        return self.layer
+
+    def activations_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """The chosen layer's output and the logits of one forward pass (with autograd)."""
+        network = _network(self.model)
+        name = self._layer_name()
+        if name is None:
+            inputs = self.model.normalize(images) if hasattr(self.model, "normalize") else images
+            features = network.forward_features(inputs)
+            return features, network.forward_head(features)
+        captured: list[Tensor] = []
+        handle = network.get_submodule(name).register_forward_hook(lambda _m, _i, output: captured.append(output))
+        try:
+            logits = self.model(images)
+        finally:
+            handle.remove()
+        return captured[-1], logits
+
+    def layer_maps(self, images: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
+        """Class activation maps at the layer's resolution (B,h,w) and the targets (B,)."""
+        with torch.enable_grad():
+            activations, logits = self.activations_and_logits(images)
+            if target is None:
+                target = logits.argmax(dim=1)
+            (gradients,) = torch.autograd.grad(logits.gather(1, target.view(-1, 1)).sum(), activations)
+        activations, gradients = activations.detach(), gradients.detach()
+        network = _network(self.model)
+        if activations.ndim == 3 and isinstance(network, VisionTransformer):
+            activations, gradients = tokens_to_grid(activations, network), tokens_to_grid(gradients, network)
+        if activations.ndim != 4:
+            raise ConfigError(f"layer output must be a (B,C,h,w) feature map, got shape {tuple(activations.shape)}")
+        weights = self.channel_weights(activations, gradients)
+        return F.relu((weights[:, :, None, None] * activations).sum(dim=1)), target
+
+    def _attribute(self, images: Tensor, regions: Tensor, target: int | Tensor | None) -> Attribution:
+        batch = images.shape[0]
+        if target is not None:
+            target = torch.as_tensor(target, dtype=torch.int64, device=images.device).expand(batch).clone()
+        maps, targets = [], []
+        for start in range(0, batch, self.batch_size):
+            part = None if target is None else target[start : start + self.batch_size]
+            layer_map, chosen = self.layer_maps(images[start : start + self.batch_size], part)
+            maps.append(F.interpolate(layer_map.unsqueeze(1), size=images.shape[2:], mode="bilinear").squeeze(1))
+            targets.append(chosen)
+        pixel_map = torch.cat(maps)
+        scores = pixel_scores(pixel_map, regions)
+        return Attribution(
+            scores=scores,
+            target=torch.cat(targets),
+            evaluations=batch,
+            order=order_from_scores(scores, present_players(regions)),
+            pixel_map=pixel_map,
+        )
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"layer": self._layer_name() or "forward_features", "batch_size": self.batch_size}
+
+
+class GradCAMPlusPlus(GradCAM):
+    """Grad-CAM++: channel weights from positive gradients with per-location coefficients (equation 19)."""
+
+    name = "grad_cam_pp"
+
+    def channel_weights(self, activations: Tensor, gradients: Tensor) -> Tensor:
+        return gradcam_plus_plus_weights(activations, gradients)

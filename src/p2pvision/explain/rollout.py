@@ -1,0 +1,134 @@
+"""Attention rollout (Abnar & Zuidema 2020) for timm ViTs.
+
+Written here because neither Captum nor pytorch-grad-cam implements it. The attention probabilities are read
+from each block's ``attn_drop`` input by switching the blocks to timm's unfused attention for one batched
+forward pass (the fused kernel never materialises them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from timm.models.vision_transformer import VisionTransformer
+from torch import Tensor, nn
+
+from p2pvision.errors import ConfigError
+from p2pvision.explain.base import (
+    Attribution,
+    Explainer,
+    check_positive,
+    order_from_scores,
+    pixel_scores,
+    present_players,
+)
+from p2pvision.regions import Partitioner
+from p2pvision.removal.tokens import vision_transformer
+
+HEAD_FUSIONS = ("mean", "max", "min")
+
+
+@contextlib.contextmanager
+def recorded_attention(vit: VisionTransformer) -> Iterator[list[Tensor]]:
+    """Collect every block's attention probabilities (B,heads,T,T) during forward passes inside the context."""
+    attentions: list[Tensor] = []
+    handles, fused = [], []
+    for block in vit.blocks:
+        attention = block.attn
+        if not hasattr(attention, "attn_drop") or not hasattr(attention, "fused_attn"):
+            raise ConfigError(f"attention rollout needs timm's standard attention, got {type(attention).__name__}")
+        fused.append(attention.fused_attn)
+        attention.fused_attn = False
+        handles.append(attention.attn_drop.register_forward_hook(lambda _m, inputs, _o: attentions.append(inputs[0])))
+    try:
+        yield attentions
+    finally:
+        for handle in handles:
+            handle.remove()
+        for block, flag in zip(vit.blocks, fused):
+            block.attn.fused_attn = flag
+
+
+def rollout(attentions: list[Tensor], head_fusion: str = "mean", discard_ratio: float = 0.0) -> Tensor:
+    """Rolled-out attention (B,T,T): product over layers of ``(A + I) / 2`` with rows renormalised.
+
+    ``A`` fuses the heads (mean, max or min); ``discard_ratio`` zeroes that share of each row's smallest
+    weights (never the class-token column), as in common rollout implementations.
+    """
+    result = None
+    for attention in attentions:
+        if head_fusion == "mean":
+            layer = attention.mean(dim=1)
+        else:
+            layer = attention.amax(dim=1) if head_fusion == "max" else attention.amin(dim=1)
+        if discard_ratio > 0:
+            tokens = layer.shape[-1]
+            drop = int(tokens * discard_ratio)
+            if drop:
+                smallest = layer[:, :, 1:].topk(drop, dim=-1, largest=False).indices + 1
+                layer = layer.scatter(2, smallest, 0.0)
+        eye = torch.eye(layer.shape[-1], device=layer.device, dtype=layer.dtype)
+        layer = (layer + eye) / 2
+        layer = layer / layer.sum(dim=-1, keepdim=True)
+        result = layer if result is None else layer @ result
+    if result is None:
+        raise ConfigError("the ViT has no attention blocks")
+    return result
+
+
+class AttentionRollout(Explainer):
+    """Attention rollout of a timm ViT: the class token's row of the rolled-out attention over the patch tokens,
+    one value per patch (shown per patch on the image). Class-agnostic: ``target`` is only reported.
+    Cost: one forward pass per image."""
+
+    name = "rollout"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        partitioner: Partitioner | None = None,
+        head_fusion: str = "mean",
+        discard_ratio: float = 0.0,
+        batch_size: int = 32,
+    ) -> None:
+        super().__init__(model, partitioner)
+        vision_transformer(model)
+        if head_fusion not in HEAD_FUSIONS:
+            raise ConfigError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
+        if not 0.0 <= discard_ratio < 1.0:
+            raise ConfigError(f"discard_ratio must be in [0, 1), got {discard_ratio!r}")
+        self.head_fusion = head_fusion
+        self.discard_ratio = float(discard_ratio)
+        self.batch_size = check_positive("batch_size", batch_size)
+
+    def _attribute(self, images: Tensor, regions: Tensor, target: int | Tensor | None) -> Attribution:
+        vit = vision_transformer(self.model)
+        grid = vit.patch_embed.grid_size
+        maps, predictions = [], []
+        with torch.no_grad():
+            for start in range(0, images.shape[0], self.batch_size):
+                with recorded_attention(vit) as attentions:
+                    logits = self.model(images[start : start + self.batch_size])
+                rolled = rollout(attentions, self.head_fusion, self.discard_ratio)
+                patches = rolled[:, 0, vit.num_prefix_tokens :].reshape(-1, 1, grid[0], grid[1])
+                maps.append(F.interpolate(patches, size=images.shape[2:], mode="nearest-exact").squeeze(1))
+                predictions.append(logits.argmax(dim=1))
+        pixel_map = torch.cat(maps)
+        chosen = torch.cat(predictions)
+        if target is not None:
+            chosen = torch.as_tensor(target, dtype=torch.int64, device=images.device).expand(len(chosen)).clone()
+        scores = pixel_scores(pixel_map, regions)
+        return Attribution(
+            scores=scores,
+            target=chosen,
+            evaluations=images.shape[0],
+            order=order_from_scores(scores, present_players(regions)),
+            pixel_map=pixel_map,
+        )
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"head_fusion": self.head_fusion, "discard_ratio": self.discard_ratio, "batch_size": self.batch_size}

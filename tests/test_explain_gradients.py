@@ -1,0 +1,114 @@
+"""Grad-CAM equals Captum's LayerGradCam, Grad-CAM++ weights equal pytorch-grad-cam's, and attention rollout
+equals a hand computation from the ViT's own query/key projections."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from captum.attr import LayerAttribution, LayerGradCam
+from pytorch_grad_cam import GradCAMPlusPlus as ReferenceGradCAMPlusPlus
+
+from p2pvision.errors import ConfigError
+from p2pvision.explain import AttentionRollout, GradCAM, GradCAMPlusPlus
+from p2pvision.explain.rollout import recorded_attention, rollout
+from p2pvision.models.backbones import create_classifier
+from p2pvision.regions import GridPartitioner
+
+
+@pytest.fixture(scope="module")
+def resnet() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_classifier("test_resnet").eval()
+
+
+def test_grad_cam_equals_captum_layer_grad_cam(resnet: torch.nn.Module) -> None:
+    images = torch.rand(3, 3, 64, 64)
+    targets = torch.tensor([1, 7, 3])
+    result = GradCAM(resnet, partitioner=GridPartitioner(4)).explain(images, targets)
+    reference = LayerGradCam(resnet, resnet.model.layer4).attribute(images, target=targets, relu_attributions=True)
+    reference = LayerAttribution.interpolate(reference, (64, 64), "bilinear").squeeze(1).detach()
+    assert reference.abs().max() > 0
+    assert torch.allclose(result.pixel_map, reference, atol=1e-6 * float(reference.abs().max()) + 1e-9)
+    assert result.params["layer"] == "forward_features" and result.cost.evaluations == 3
+    assert torch.equal(result.target, targets)
+
+
+def test_grad_cam_on_a_named_layer_equals_captum(resnet: torch.nn.Module) -> None:
+    images = torch.rand(2, 3, 64, 64)
+    result = GradCAM(resnet, layer="layer3").explain(images, 4)
+    reference = LayerGradCam(resnet, resnet.model.layer3).attribute(images, target=4, relu_attributions=True)
+    reference = LayerAttribution.interpolate(reference, (64, 64), "bilinear").squeeze(1).detach()
+    assert torch.allclose(result.pixel_map, reference, atol=1e-6 * float(reference.abs().max()) + 1e-9)
+    with pytest.raises(ConfigError, match="no layer"):
+        GradCAM(resnet, layer="layer9")
+
+
+def test_grad_cam_plus_plus_weights_equal_pytorch_grad_cam(resnet: torch.nn.Module) -> None:
+    images = torch.rand(2, 3, 64, 64)
+    explainer = GradCAMPlusPlus(resnet)
+    with torch.enable_grad():
+        activations, logits = explainer.activations_and_logits(images)
+        target = logits.argmax(1)
+        (gradients,) = torch.autograd.grad(logits.gather(1, target[:, None]).sum(), activations)
+    ours = explainer.channel_weights(activations.detach(), gradients)
+    reference = ReferenceGradCAMPlusPlus(resnet, target_layers=[resnet.model.layer4])
+    try:
+        expected = reference.get_cam_weights(
+            images, [resnet.model.layer4], None, activations.detach().numpy(), gradients.numpy()
+        )
+    finally:
+        reference.activations_and_grads.release()
+    assert np.allclose(ours.numpy(), expected, rtol=1e-4, atol=1e-7)
+    maps, _ = explainer.layer_maps(images, target)
+    expected_map = torch.relu((torch.from_numpy(expected)[:, :, None, None] * activations.detach()).sum(1))
+    assert torch.allclose(maps, expected_map, rtol=1e-4, atol=1e-6)
+
+
+def test_grad_cam_on_a_vit_uses_the_last_block_tokens() -> None:
+    vit = create_classifier("test_vit").eval()
+    result = GradCAM(vit, partitioner=GridPartitioner(10)).explain(torch.rand(2, 3, 160, 160))
+    assert result.params["layer"] == "blocks.5.norm1"
+    assert result.pixel_map.shape == (2, 160, 160) and result.scores.shape == (2, 100)
+    assert (result.pixel_map >= 0).all() and result.pixel_map.sum() > 0
+
+
+def _attention_by_hand(block: torch.nn.Module, tokens: torch.Tensor) -> torch.Tensor:
+    attention = block.attn
+    batch, count, dim = tokens.shape
+    qkv = attention.qkv(block.norm1(tokens)).reshape(batch, count, 3, attention.num_heads, -1).permute(2, 0, 3, 1, 4)
+    q, k = attention.q_norm(qkv[0]), attention.k_norm(qkv[1])
+    return ((q * attention.scale) @ k.transpose(-2, -1)).softmax(dim=-1)
+
+
+def test_rollout_equals_a_hand_computation() -> None:
+    vit = create_classifier("test_vit").eval()
+    images = torch.rand(2, 3, 160, 160)
+    fused = [block.attn.fused_attn for block in vit.model.blocks]
+    with torch.no_grad():
+        with recorded_attention(vit.model) as attentions:
+            vit(images)
+        tokens = vit.model.norm_pre(vit.model._pos_embed(vit.model.patch_embed(vit.normalize(images))))
+        expected = []
+        for block in vit.model.blocks:
+            expected.append(_attention_by_hand(block, tokens))
+            tokens = block(tokens)
+    assert [block.attn.fused_attn for block in vit.model.blocks] == fused
+    assert len(attentions) == len(expected)
+    for got, want in zip(attentions, expected):
+        assert torch.allclose(got, want, atol=1e-5)
+    eye = torch.eye(101)
+    product = None
+    for attention in expected:
+        layer = (attention.mean(1) + eye) / 2
+        layer = layer / layer.sum(-1, keepdim=True)
+        product = layer if product is None else layer @ product
+    assert torch.allclose(rollout(attentions), product, atol=1e-5)
+    result = AttentionRollout(vit, partitioner=GridPartitioner(10)).explain(images)
+    assert torch.allclose(result.scores, product[:, 0, 1:], atol=1e-5)  # one grid cell per 16 px patch
+    assert result.cost.evaluations == 2
+
+
+def test_rollout_needs_a_vit(resnet: torch.nn.Module) -> None:
+    with pytest.raises(ConfigError, match="VisionTransformer"):
+        AttentionRollout(resnet)
