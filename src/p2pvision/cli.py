@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from p2pvision.cache import atomic_path, write_json
 from p2pvision.data.local import FORMATS
 from p2pvision.errors import P2PVisionError
 
@@ -145,7 +146,6 @@ def cmd_data_sheet(args: argparse.Namespace) -> int:
 def cmd_data_inspect(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from p2pvision.cache import atomic_path
     from p2pvision.data.local import dataset_labels, open_local_dataset
     from p2pvision.data.transforms import JointResize
     from p2pvision.report.contact_sheet import contact_sheet
@@ -188,6 +188,59 @@ def cmd_train(args: argparse.Namespace) -> int:
     model = run_training(config, out, resume=args.resume)
     print(f"trained {config.train.mode} '{config.name}': model {model.resolve()}")
     print(f"logs and metrics: {(out / 'logs' / 'metrics.csv').resolve()}, {(out / 'metrics.json').resolve()}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from p2pvision.models.p2p.checkpoint import load_p2p
+    from p2pvision.predict import predict_files
+
+    model = load_p2p(args.checkpoint)
+    records = predict_files(model, args.images, args.out, delta=args.delta, tau=args.tau)
+    print(f"{'file':<32} {'class':<16} {'conf':>6} {'tau':>5} {'kept':>6}")
+    for record in records:
+        name = Path(record["file"]).name[:32]
+        print(
+            f"{name:<32} {record['class'][:16]:<16} {record['confidence']:>6.3f} {record['tau']:>5.2f} "
+            f"{record['kept_fraction']:>6.1%}"
+        )
+    print(f"figures and predictions.json: {Path(args.out).resolve()}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from p2pvision.metrics.p2p_evaluation import HIGHER_IS_BETTER, evaluate_p2p
+    from p2pvision.models.p2p.checkpoint import load_p2p, read_checkpoint_config
+    from p2pvision.regions.partition import make_partitioner
+    from p2pvision.train.data import build_stage
+    from p2pvision.train.experiment import apply_overrides, experiment_from_dict
+
+    _, meta = read_checkpoint_config(args.checkpoint)
+    if "experiment" not in meta and not args.data:
+        raise P2PVisionError(f"'{args.checkpoint}' records no training data: name it with --data source=... root=...")
+    experiment = apply_overrides(meta.get("experiment", {}), [f"data.{item}" for item in args.data])
+    config = experiment_from_dict(experiment, str(args.checkpoint))
+    model = load_p2p(args.checkpoint)
+    dataset = build_stage(config.data, args.split, make_partitioner(**model.config.partition))
+    deltas = tuple(args.delta)
+    report = evaluate_p2p(model, dataset, deltas, batch_size=args.batch_size)
+    keys = [key for key in HIGHER_IS_BETTER if key in report[str(deltas[0])]]
+    print(f"{args.split} split, {report[str(deltas[0])]['images']} images; arrows: direction of better")
+    print("delta  " + " ".join(f"{key + ('↑' if HIGHER_IS_BETTER[key] else '↓'):>13}" for key in keys))
+    for delta in deltas:
+        print(f"{delta:<6} " + " ".join(f"{report[str(delta)][key]:>13.4f}" for key in keys))
+    out = Path(args.out)
+    write_json(out / "evaluation.json", {"checkpoint": str(args.checkpoint), "split": args.split, "report": report})
+    with atomic_path(out / "evaluation.csv") as tmp:
+        tmp.write_text(
+            "delta,"
+            + ",".join(keys)
+            + "\n"
+            + "".join(
+                f"{delta}," + ",".join(f"{report[str(delta)][key]:.6f}" for key in keys) + "\n" for delta in deltas
+            )
+        )
+    print(f"tables: {(out / 'evaluation.json').resolve()}, {(out / 'evaluation.csv').resolve()}")
     return 0
 
 
@@ -248,6 +301,23 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default=None, help="output folder (default: results/<name>)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     train.set_defaults(run=cmd_train)
+
+    predict = commands.add_parser("predict", help="classify image files with a P2P checkpoint and show what it kept")
+    predict.add_argument("checkpoint", help="a P2P model folder (model.safetensors + config.json)")
+    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("--out", default="results/predictions", help="folder for figures and predictions.json")
+    predict.add_argument("--delta", type=float, default=None, help="certainty for the tau search (default: model's)")
+    predict.add_argument("--tau", type=float, default=None, help="a fixed tau instead of the search")
+    predict.set_defaults(run=cmd_predict)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy, sparsity, localisation, faithfulness of a checkpoint")
+    evaluate.add_argument("checkpoint", help="a P2P model folder")
+    evaluate.add_argument("--data", nargs="*", default=[], metavar="KEY=VALUE", help="data overrides, e.g. root=DIR")
+    evaluate.add_argument("--split", choices=["train", "val", "test"], default="test")
+    evaluate.add_argument("--delta", type=float, nargs="+", default=[0.8, 0.9, 0.95, 0.99])
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--out", default="results/evaluation", help="folder for evaluation.json and .csv")
+    evaluate.set_defaults(run=cmd_evaluate)
 
     demo = commands.add_parser("demo", help="run the main job on the built-in data and say where results are")
     demo.add_argument("--out", default="results/demo", help="output folder (default: results/demo)")

@@ -23,15 +23,19 @@ from p2pvision.train.module import ClassifierLightning, P2PLightning
 EXPERIMENT_FILE = "experiment.yaml"
 
 
-def _loggers(config: ExperimentConfig, out: Path) -> list:
+def _loggers(config: ExperimentConfig, out: Path, resume: bool) -> list:
+    """Loggers by name; a resumed run logs to a new folder (logs-resumed-N) so earlier logs are kept."""
+    version = "logs"
+    if resume:
+        version = f"logs-resumed-{len(list(out.glob('logs-resumed-*'))) + 1}"
     loggers: list = []
     for name in config.train.loggers:
         if name == "csv":
-            loggers.append(CSVLogger(out, name="", version="logs"))
+            loggers.append(CSVLogger(out, name="", version=version))
         elif name == "tensorboard":
             from lightning.pytorch.loggers import TensorBoardLogger
 
-            loggers.append(TensorBoardLogger(out, name="", version="tensorboard"))
+            loggers.append(TensorBoardLogger(out, name="", version=f"tensorboard-{version}"))
         elif name == "wandb":
             from lightning.pytorch.loggers import WandbLogger
 
@@ -56,11 +60,18 @@ def _check_resume(out: Path, config: ExperimentConfig) -> Path | None:
     return last
 
 
-def run_training(config: ExperimentConfig, out: str | os.PathLike[str], resume: bool = False) -> Path:
+def run_training(
+    config: ExperimentConfig,
+    out: str | os.PathLike[str],
+    resume: bool = False,
+    callbacks: list[L.Callback] | None = None,
+    progress: bool = True,
+) -> Path:
     """Train as configured; write logs, epoch checkpoints and the final model under ``out``.
 
     The final model goes to ``out/model`` (safetensors + config.json) and validation metrics to
-    ``out/metrics.json``. ``resume`` continues from ``out/checkpoints/last.ckpt``.
+    ``out/metrics.json``. ``resume`` continues from ``out/checkpoints/last.ckpt``; ``callbacks`` are extra
+    Lightning callbacks.
     """
     out = Path(out)
     train = config.train
@@ -105,8 +116,9 @@ def run_training(config: ExperimentConfig, out: str | os.PathLike[str], resume: 
         num_nodes=train.num_nodes,
         strategy=train.strategy,
         precision=train.precision,
-        logger=_loggers(config, out),
-        callbacks=[checkpoints],
+        logger=_loggers(config, out, resume),
+        callbacks=[checkpoints, *(callbacks or [])],
+        enable_progress_bar=progress,
         default_root_dir=out,
         use_distributed_sampler=False,
         limit_train_batches=train.limit_train_batches,

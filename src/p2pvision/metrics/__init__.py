@@ -1,0 +1,1 @@
+"""Metrics that compare explanations and interpretable models; each states whether higher or lower is better."""

@@ -1,0 +1,48 @@
+"""Predictions of a trained P2P model on image files: class, confidence, tau, kept fraction, pictures, JSON."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torchvision.transforms import v2
+from tqdm.auto import tqdm
+
+from p2pvision.cache import write_json
+from p2pvision.io import load_image, pil_to_tensor
+from p2pvision.models.p2p.model import P2PModel
+from p2pvision.report.p2p_figures import explanation_figure
+
+
+def prepare_image(path: str | os.PathLike[str], size: int) -> torch.Tensor:
+    """Load an image file robustly, resize its shorter side to ``size`` and centre-crop: (3,size,size) in [0,1]."""
+    tensor = pil_to_tensor(load_image(path))
+    return v2.CenterCrop(size)(v2.Resize(size, antialias=True)(tensor)).clamp(0, 1)
+
+
+def predict_files(
+    model: P2PModel,
+    paths: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    delta: float | None = None,
+    tau: float | None = None,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> list[dict]:
+    """Explain every image in ``paths``; write ``<stem>.png`` figures and ``predictions.json`` under ``out``."""
+    out = Path(out)
+    records: list[dict] = []
+    size = model.config.image_size
+    for start in tqdm(range(0, len(paths), batch_size), desc="predicting", unit="batch", disable=not progress):
+        chunk = [Path(p) for p in paths[start : start + batch_size]]
+        images = torch.stack([prepare_image(path, size) for path in chunk])
+        result = model.explain(images, delta=delta, tau=tau)
+        for index, path in enumerate(chunk):
+            picture = (images[index].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            figure = explanation_figure(picture, result, index, path.name, out / f"{start + index:04d}_{path.stem}.png")
+            records.append({"file": str(path), "figure": str(figure), **result.record(index)})
+    write_json(out / "predictions.json", records)
+    return records

@@ -1,0 +1,74 @@
+"""p2pvision train / evaluate / predict end to end on a tiny model."""
+
+import json
+
+import numpy as np
+import pytest
+import skimage.data
+import yaml
+from PIL import Image
+
+from p2pvision.cli import main
+
+TINY = {
+    "name": "tiny-cli",
+    "data": {"source": "semisynthetic", "image_size": 32, "n_train": 32, "n_val": 16, "n_test": 24},
+    "model": {
+        "classifier": "test_resnet",
+        "selector_backbone": "test_resnet",
+        "selector_levels": [1, 2],
+        "head_channels": 8,
+        "partition": {"name": "slic", "n_segments": 16, "compactness": 20.0},
+        "max_regions": 16,
+    },
+    "train": {"epochs": 1, "batch_size": 16, "lr": 0.001, "val_tau_grid": [0.5, 1.0]},
+}
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    config = folder / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    assert main(["train", "--config", str(config), "--out", str(folder / "run")]) == 0
+    return folder / "run" / "model"
+
+
+def test_evaluate_prints_and_writes_every_metric(checkpoint, tmp_path, capsys):
+    assert main(["evaluate", str(checkpoint), "--delta", "0.5", "0.99", "--out", str(tmp_path)]) == 0
+    printed = capsys.readouterr().out
+    assert "test split, 24 images" in printed and "precision↑" in printed and "deletion@10↓" in printed
+    report = json.loads((tmp_path / "evaluation.json").read_text())["report"]
+    for delta in ("0.5", "0.99"):
+        row = report[delta]
+        for key in ("accuracy", "kept_fraction", "precision", "iou", "pxap", "insertion@5", "deletion@20"):
+            assert 0.0 <= row[key] <= 1.0, key
+        assert row["images"] == 24
+    assert report["0.99"]["tau"] >= report["0.5"]["tau"]  # a stricter certainty never needs a smaller budget
+    assert (tmp_path / "evaluation.csv").read_text().startswith("delta,accuracy")
+
+
+def test_predict_writes_figures_and_json(checkpoint, tmp_path, capsys):
+    photo = tmp_path / "coffee.jpg"
+    Image.fromarray(skimage.data.coffee()).save(photo)
+    gray = tmp_path / "gray.png"
+    Image.fromarray((np.random.default_rng(0).random((40, 50)) * 255).astype(np.uint8)).save(gray)
+    out = tmp_path / "pred"
+    assert main(["predict", str(checkpoint), str(photo), str(gray), "--out", str(out)]) == 0
+    records = json.loads((out / "predictions.json").read_text())
+    assert [r["file"] for r in records] == [str(photo), str(gray)]
+    for record in records:
+        assert record["class"] in TINY_CLASSES and 0 <= record["kept_fraction"] <= 1
+        assert Image.open(record["figure"]).size[0] > 500
+    assert "coffee.jpg" in capsys.readouterr().out
+
+
+def test_predict_bad_file_is_a_one_line_error(checkpoint, tmp_path, capsys):
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    assert main(["predict", str(checkpoint), str(broken), "--out", str(tmp_path / "p")]) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
+    assert last.startswith("p2pvision: error: cannot load image") and "broken.png" in last
+
+
+TINY_CLASSES = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}

@@ -1,0 +1,135 @@
+"""Training end to end on tiny data: outputs, exact resume after a crash, DDP on CPU, the full-image baseline."""
+
+import json
+import os
+import subprocess
+import sys
+
+import lightning as L
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+from p2pvision.errors import ConfigError
+from p2pvision.models.p2p import load_p2p
+from p2pvision.train.experiment import load_experiment
+from p2pvision.train.run import run_training
+
+TINY = {
+    "name": "tiny",
+    "data": {"source": "semisynthetic", "image_size": 32, "n_train": 48, "n_val": 16, "n_test": 16},
+    "model": {
+        "classifier": "test_resnet",
+        "selector_backbone": "test_resnet",
+        "selector_levels": [1, 2],
+        "head_channels": 8,
+        "partition": {"name": "grid", "grid": 4},
+        "max_regions": 16,
+    },
+    "train": {"epochs": 2, "batch_size": 16, "lr": 0.001, "log_every_n_steps": 1, "val_tau_grid": [0.2, 1.0]},
+}
+
+
+@pytest.fixture()
+def config_file(tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+def test_training_writes_model_logs_and_metrics(config_file, tmp_path):
+    out = run_training(load_experiment(config_file), tmp_path / "run", progress=False)
+    model = load_p2p(out)
+    assert model.config.num_classes == 10 and model.class_names[0] == "zero"
+    logged = (tmp_path / "run" / "logs" / "metrics.csv").read_text().splitlines()
+    assert "train/loss" in logged[0] and "val/acc" in logged[0] and len(logged) > 4
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["epochs"] == 2 and 0 <= metrics["validation"]["val/kept"] <= 1
+    assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
+    with pytest.raises(ConfigError, match="already holds a run"):
+        run_training(load_experiment(config_file), tmp_path / "run", progress=False)
+
+
+class _Crash(L.Callback):
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == 1:
+            raise RuntimeError("simulated crash")
+
+
+def test_interrupted_and_resumed_run_ends_with_the_same_weights(config_file, tmp_path):
+    config = load_experiment(config_file)
+    run_training(config, tmp_path / "straight", progress=False)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run_training(config, tmp_path / "crashed", callbacks=[_Crash()], progress=False)
+    assert not (tmp_path / "crashed" / "model").exists()
+    run_training(config, tmp_path / "crashed", resume=True, progress=False)
+    straight = load_file(tmp_path / "straight" / "model" / "model.safetensors")
+    resumed = load_file(tmp_path / "crashed" / "model" / "model.safetensors")
+    assert straight.keys() == resumed.keys()
+    assert all(torch.equal(straight[key], resumed[key]) for key in straight)
+    assert (tmp_path / "crashed" / "logs" / "metrics.csv").is_file()  # the first part's log survives
+    assert (tmp_path / "crashed" / "logs-resumed-1" / "metrics.csv").is_file()
+
+
+def test_resume_refuses_other_settings_or_nothing(config_file, tmp_path):
+    with pytest.raises(ConfigError, match="nothing to resume"):
+        run_training(load_experiment(config_file), tmp_path / "empty", resume=True, progress=False)
+    run_training(load_experiment(config_file, ["train.epochs=1"]), tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="other settings"):
+        run_training(load_experiment(config_file, ["train.lr=0.5"]), tmp_path / "run", resume=True, progress=False)
+
+
+def test_full_image_baseline_trains_the_same_classifier(config_file, tmp_path):
+    from p2pvision.models.backbones import load_classifier
+
+    out = run_training(
+        load_experiment(config_file, ["train.mode=classifier", "train.epochs=1"]), tmp_path / "bb", progress=False
+    )
+    classifier = load_classifier(out)
+    assert classifier.num_classes == 10
+    assert classifier(torch.rand(2, 3, 32, 32)).shape == (2, 10)
+
+
+def test_two_process_ddp_on_cpu(config_file, tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [
+        sys.executable, "-m", "p2pvision.cli", "train", "--config", str(config_file), "--out", str(tmp_path / "ddp"),
+        "train.accelerator=cpu", "train.devices=2", "train.strategy=ddp", "train.epochs=1",
+        "train.limit_train_batches=2",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "trained p2p 'tiny'" in done.stdout
+    assert load_p2p(tmp_path / "ddp" / "model").config.num_classes == 10
+
+
+@pytest.mark.parametrize(
+    "overrides, fragment",
+    [
+        (["train.epochz=3"], "unknown train setting"),
+        (["model.tau_mode=x"], "tau_mode='x'"),
+        (["epochs=3"], "data., model."),
+    ],
+)
+def test_bad_settings_are_named(config_file, overrides, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        load_experiment(config_file, overrides)
+
+
+def test_shipped_configs_are_valid():
+    from pathlib import Path
+
+    configs = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+    assert {c.stem for c in configs} >= {
+        "semisynthetic_object",
+        "semisynthetic_scene",
+        "cifar10",
+        "imagenet",
+        "imagenet9",
+        "coco10",
+        "bam",
+    }
+    for path in configs:
+        config = load_experiment(path)
+        assert config.model_config(10, [str(i) for i in range(10)]).num_classes == 10
