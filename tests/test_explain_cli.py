@@ -1,0 +1,75 @@
+"""The ``explain`` subcommand: parses, explains image files, writes overlays and JSON atomically, reports errors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from skimage import data
+
+from p2pvision.errors import ConfigError, P2PVisionError
+from p2pvision.explain.cli import add_explain_command
+
+
+def run(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="p2pvision")
+    add_explain_command(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.run(args)
+
+
+@pytest.fixture()
+def photos(tmp_path: Path) -> list[Path]:
+    paths = []
+    for name, array in (("cat", data.chelsea()), ("coffee", data.coffee())):
+        path = tmp_path / f"{name}.png"
+        Image.fromarray(np.asarray(Image.fromarray(array).resize((48, 40)))).save(path)
+        paths.append(path)
+    return paths
+
+
+def test_explain_writes_overlays_and_json(tmp_path: Path, photos: list[Path], capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    options = ["--method", "moxi", "--removal", "telea", "--grid", "2", "--param", "early_stop=true"]
+    code = run(
+        ["explain", *map(str, photos), *options, "--model", "test_resnet", "--weights", "none", "--out", str(out)]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "[2/2] coffee.png" in printed and str(out.resolve()) in printed
+    assert sorted(p.name for p in out.iterdir()) == [
+        "cat.moxi.json",
+        "cat.moxi.png",
+        "coffee.moxi.json",
+        "coffee.moxi.png",
+    ]
+    record = json.loads((out / "cat.moxi.json").read_text())
+    assert record["params"]["removal"]["name"] == "telea" and record["params"]["early_stop"] is True
+    assert record["params"]["partition"]["grid"] == [2, 2] and len(record["scores"]) == 4
+    assert record["image"] == str(photos[0]) and record["cost"]["evaluations"] >= 1 + 4
+    assert Image.open(out / "cat.moxi.png").size[0] > 2 * 160
+
+
+def test_explain_with_the_default_offline_model(tmp_path: Path, photos: list[Path]) -> None:
+    out = tmp_path / "out"
+    assert run(["explain", str(photos[0]), "--method", "grad_cam", "--out", str(out)]) == 0
+    record = json.loads((out / "cat.grad_cam.json").read_text())
+    assert record["input_size"] == [224, 224] and len(record["scores"]) == 196 and record["cost"]["evaluations"] == 1
+
+
+def test_explain_reports_user_errors(tmp_path: Path, photos: list[Path]) -> None:
+    common = ["--model", "test_resnet", "--out", str(tmp_path)]
+    with pytest.raises(ConfigError, match="--weights is required"):
+        run(["explain", str(photos[0]), "--method", "lime", *common])
+    with pytest.raises(ConfigError, match="does not remove regions"):
+        run(["explain", str(photos[0]), "--method", "grad_cam", "--removal", "black", "--weights", "none", *common])
+    with pytest.raises(ConfigError, match="invalid parameters"):
+        run(["explain", str(photos[0]), "--method", "lime", "--weights", "none", "--param", "samples=3", *common])
+    with pytest.raises(P2PVisionError):
+        run(["explain", str(tmp_path / "missing.png"), "--method", "sp", "--weights", "none", *common])
+    with pytest.raises(SystemExit):
+        run(["explain", str(photos[0]), "--method", "lime", "--grid", "4", "--superpixels", "10"])
