@@ -53,17 +53,12 @@ def test_invalid_parameter_is_one_line_error(capsys, tmp_path):
     assert err.startswith("p2pvision: error: image_size=8") and "\n" not in err
 
 
-def test_sheet_and_demo_write_pictures(tmp_path, capsys):
+def test_sheet_writes_a_picture(tmp_path, capsys):
     sheet = tmp_path / "sheet.png"
     assert main(["data", "sheet", *SMALL, "--root", str(tmp_path), "--count", "6", "--out", str(sheet)]) == 0
-    assert Image.open(sheet).size[0] > 6 * 32
-    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
-    out = capsys.readouterr().out
-    assert "contact sheet" in out and str(tmp_path / "demo") in out
-    picture = np.asarray(Image.open(tmp_path / "demo" / "contact_sheet.png"))
-    assert picture.std() > 20  # not blank
-    summary = json.loads((tmp_path / "demo" / "summary.json").read_text())
-    assert 0.10 <= summary["object_area_share"]["test"] <= 0.25
+    picture = np.asarray(Image.open(sheet))
+    assert picture.shape[1] > 6 * 32 and picture.std() > 20  # not blank
+    assert "contact sheet" in capsys.readouterr().out
 
 
 def test_inspect_summarises_an_exported_folder(tmp_path, capsys):

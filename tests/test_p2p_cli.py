@@ -72,3 +72,16 @@ def test_predict_bad_file_is_a_one_line_error(checkpoint, tmp_path, capsys):
 
 
 TINY_CLASSES = {"zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"}
+
+
+def test_demo_trains_evaluates_and_explains(tmp_path, capsys):
+    config = tmp_path / "demo.yaml"
+    config.write_text(yaml.safe_dump({**TINY, "name": "demo-test"}))
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--config", str(config)]) == 0
+    printed = capsys.readouterr().out
+    assert "Results in" in printed and "| delta |" in printed
+    for name in ("metrics.md", "metrics.json", "contact_sheet.png", "predictions/predictions.json"):
+        assert (tmp_path / "demo" / name).is_file(), name
+    assert len(list((tmp_path / "demo" / "predictions").glob("*.png"))) == 8
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--config", str(config)]) == 0  # second run reuses
+    assert "reusing the model" in capsys.readouterr().out

@@ -247,7 +247,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from p2pvision.demo import run_demo
 
-    run_demo(Path(args.out))
+    run_demo(Path(args.out), args.config)
     return 0
 
 
@@ -321,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run the main job on the built-in data and say where results are")
     demo.add_argument("--out", default="results/demo", help="output folder (default: results/demo)")
+    demo.add_argument("--config", default="demo", help="experiment to run (default: the shipped 'demo')")
     demo.set_defaults(run=cmd_demo)
     return parser
 

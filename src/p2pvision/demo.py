@@ -1,4 +1,4 @@
-"""The demo job run by ``make demo``: the built-in data set, its masks and region partitions, as pictures."""
+"""The demo job run by ``make demo``: train P2P on the built-in data, evaluate it, explain test images."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from p2pvision.cache import atomic_path, write_json
 from p2pvision.data.builtin import SemiSyntheticDataset
@@ -15,6 +16,7 @@ from p2pvision.regions.partition import make_partitioner, partition_batch
 from p2pvision.report.contact_sheet import contact_sheet
 
 DEMO_PARTITION = {"name": "slic", "n_segments": 50, "compactness": 20.0}
+DEMO_IMAGES = 8
 
 
 def write_contact_sheet(
@@ -37,24 +39,61 @@ def write_contact_sheet(
     return out
 
 
-def run_demo(out: Path) -> None:
-    """Generate the default data set and write a contact sheet and a summary; print where they are."""
+def _markdown_table(report: dict[str, dict[str, float]], keys: list[str]) -> str:
+    from p2pvision.metrics.p2p_evaluation import HIGHER_IS_BETTER
+
+    header = "| delta | " + " | ".join(f"{k} {'↑' if HIGHER_IS_BETTER[k] else '↓'}" for k in keys) + " |"
+    rule = "|---" * (len(keys) + 1) + "|"
+    rows = [f"| {delta} | " + " | ".join(f"{row[k]:.3f}" for k in keys) + " |" for delta, row in report.items()]
+    return "\n".join([header, rule, *rows]) + "\n"
+
+
+def run_demo(out: Path, config_file: str | Path = "demo") -> None:
+    """Train (or reuse) P2P on the object task, evaluate on the test split, explain a few test images."""
+    from p2pvision.metrics.p2p_evaluation import evaluate_p2p
+    from p2pvision.models.p2p.checkpoint import load_p2p
+    from p2pvision.predict import predict_files
+    from p2pvision.train.data import build_stage
+    from p2pvision.train.experiment import load_experiment
+    from p2pvision.train.run import run_training
+
     start = time.perf_counter()
-    config = SemiSyntheticConfig()
-    train = SemiSyntheticDataset("train", "object", config)
-    sheet = write_contact_sheet(config, "object", "train", out / "contact_sheet.png")
-    summary = {
-        "data": str(train.data.root),
-        "config": vars(config) | {"object_scale": list(config.object_scale)},
-        "object_classes": list(train.data.object_classes),
-        "scene_classes": list(train.data.scene_classes),
-        "object_area_share": {split: train.data.object_area_share(split) for split in ("train", "val", "test")},
-        "partition": DEMO_PARTITION,
-        "seconds": round(time.perf_counter() - start, 2),
-    }
-    write_json(out / "summary.json", summary)
-    print(f"data set: {train.data.root} ({len(train)} training images, {config.image_size} px)")
-    shares = ", ".join(f"{k} {v:.3f}" for k, v in summary["object_area_share"].items())
-    print(f"mean object area share: {shares}")
-    print(f"contact sheet (yellow: object masks, white: SLIC regions): {sheet.resolve()}")
-    print(f"summary: {(out / 'summary.json').resolve()}")
+    config = load_experiment(config_file)
+    run, model_dir = out / "run", out / "run" / "model"
+    if (model_dir / "model.safetensors").is_file():
+        print(f"reusing the model trained earlier in {model_dir} (delete {out} to train again)")
+    else:
+        print(f"training P2P on the semi-synthetic object task ({config.train.epochs} epochs on the CPU)...")
+        run_training(config, run, resume=(run / "checkpoints" / "last.ckpt").is_file())
+    model = load_p2p(model_dir)
+    test = build_stage(config.data, "test", make_partitioner(**model.config.partition), progress=False)
+    report = evaluate_p2p(model, test, deltas=(0.9, 0.99), progress=True)
+    keys = ["accuracy", "kept_fraction", "tau", "precision", "iou", "pxap", "insertion@10", "deletion@10"]
+    table = _markdown_table(report, keys)
+    chance = test.dataset.relevant_area_share if hasattr(test, "dataset") else None
+    write_json(out / "metrics.json", {"test": report, "object_area_share": chance})
+    with atomic_path(out / "metrics.md") as tmp:
+        tmp.write_text(f"P2P on the semi-synthetic object task, test split ({len(test)} images)\n\n{table}")
+    inputs = out / "inputs"
+    inputs.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for index in range(DEMO_IMAGES):
+        sample = test[index]
+        path = inputs / f"test_{index:02d}_{test.classes[sample['label']]}.png"
+        picture = (sample["image"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        with atomic_path(path) as tmp:
+            Image.fromarray(picture).save(tmp)
+        paths.append(path)
+    records = predict_files(model, paths, out / "predictions", progress=False)
+    generation = test.dataset.data.config
+    sheet = write_contact_sheet(generation, "object", "train", out / "contact_sheet.png")
+    print()
+    print(table)
+    correct = sum(r["class"] in Path(r["file"]).stem for r in records)
+    print(f"{correct}/{len(records)} demo images classified correctly; figures show what the classifier saw")
+    print(f"finished in {time.perf_counter() - start:.0f} s. Results in {out.resolve()}:")
+    print(f"  metrics:        {(out / 'metrics.md').resolve()} (and metrics.json)")
+    print(f"  predictions:    {(out / 'predictions').resolve()} (PNG per image, predictions.json)")
+    print(f"  model:          {model_dir.resolve()}")
+    print(f"  training logs:  {(run / 'logs' / 'metrics.csv').resolve()}")
+    print(f"  data samples:   {sheet.resolve()}")

@@ -145,13 +145,25 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
+SHIPPED_CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
+
+def shipped_configs() -> list[str]:
+    """Names of the experiment configs that ship with p2pvision (usable as ``--config NAME``)."""
+    return sorted(path.stem for path in SHIPPED_CONFIGS.glob("*.yaml"))
+
+
 def load_experiment(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
-    """Read a YAML experiment file (or start from defaults if ``path`` is None) and apply overrides."""
+    """Read a YAML experiment file or a shipped config by name (defaults if None) and apply overrides."""
     data: dict[str, Any] = {}
     if path is not None:
         path = Path(path)
+        if not path.is_file() and path.suffix == "" and (SHIPPED_CONFIGS / f"{path}.yaml").is_file():
+            path = SHIPPED_CONFIGS / f"{path}.yaml"
         if not path.is_file():
-            raise ConfigError(f"config file '{path}' does not exist: see the shipped ones in configs/")
+            raise ConfigError(
+                f"config file '{path}' does not exist: give a YAML file or a shipped name ({', '.join(shipped_configs())})"
+            )
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:

@@ -60,6 +60,18 @@ def _check_resume(out: Path, config: ExperimentConfig) -> Path | None:
     return last
 
 
+def _set_threads(train) -> None:
+    """CPU threads per process: as configured, else the cores shared among CPU DDP processes.
+
+    Several torch processes that each use every core oversubscribe the CPU, and OpenMP's spinning threads
+    then slow everything down by an order of magnitude.
+    """
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    elif train.accelerator == "cpu" and isinstance(train.devices, int) and train.devices > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // train.devices))
+
+
 def run_training(
     config: ExperimentConfig,
     out: str | os.PathLike[str],
@@ -77,8 +89,7 @@ def run_training(
     train = config.train
     if train.mode not in ("p2p", "classifier"):
         raise ConfigError(f"train.mode '{train.mode}' is unknown: use 'p2p' or 'classifier'")
-    if train.threads:
-        torch.set_num_threads(train.threads)
+    _set_threads(train)
     checkpoint = _check_resume(out, config) if resume else None
     if not resume and (out / "checkpoints").exists():
         raise ConfigError(f"'{out}' already holds a run: pass --resume to continue it, or choose another --out")
