@@ -162,7 +162,8 @@ def load_experiment(path: str | Path | None, overrides: list[str] | None = None)
             path = SHIPPED_CONFIGS / f"{path}.yaml"
         if not path.is_file():
             raise ConfigError(
-                f"config file '{path}' does not exist: give a YAML file or a shipped name ({', '.join(shipped_configs())})"
+                f"config file '{path}' does not exist: "
+                f"give a YAML file or a shipped name ({', '.join(shipped_configs())})"
             )
         try:
             data = yaml.safe_load(path.read_text()) or {}
