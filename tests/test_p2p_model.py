@@ -200,3 +200,11 @@ def test_checkpoint_round_trip_and_clear_errors(model, batch, tmp_path):
         assert "\n" not in str(info.value)
     with pytest.raises(WeightsError, match="expected a folder with config.json"):
         load_p2p(tmp_path / "nowhere")
+
+
+def test_initial_keep_logit_starts_by_keeping_most_regions(batch):
+    images, regions = batch
+    torch.manual_seed(0)
+    keeping = P2PModel(P2PConfig(**TINY, initial_keep_logit=3.0)).eval()
+    outputs = keeping.region_outputs(keeping.selector.features(images), regions, torch.full((6,), 0.5))
+    assert outputs.expected_kept.min() > 0.8

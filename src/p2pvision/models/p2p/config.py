@@ -35,6 +35,7 @@ class P2PConfig:
     selector_levels: tuple[int, ...] = (1, 2, 3)  # feature levels (timm forward_intermediates indices) fused
     head_channels: int = 64
     embedding_dim: int = 3
+    initial_keep_logit: float = 0.0  # initial bias of the selection logit; > 0 starts by keeping most regions
     # Regions.
     partition: dict[str, Any] = field(default_factory=_default_partition)
     max_regions: int = 100

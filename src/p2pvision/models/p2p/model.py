@@ -85,6 +85,7 @@ class P2PModel(nn.Module):
             config.selector_levels,
             config.head_channels,
             config.embedding_dim,
+            config.initial_keep_logit,
         )
         self.classifier = create_classifier(
             config.classifier,

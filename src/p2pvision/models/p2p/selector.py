@@ -49,6 +49,7 @@ class Selector(nn.Module):
         levels: Sequence[int],
         head_channels: int = 64,
         embedding_dim: int = 3,
+        initial_keep_logit: float = 0.0,
     ) -> None:
         super().__init__()
         self.backbone = create_classifier(backbone, weights=weights)
@@ -63,6 +64,8 @@ class Selector(nn.Module):
         )
         self.film = TauFiLM(head_channels)
         self.out = nn.Conv2d(head_channels + 1, 1 + embedding_dim, 1)
+        with torch.no_grad():
+            self.out.bias[0] = initial_keep_logit
 
     def features(self, images: Tensor) -> Tensor:
         """Fused backbone features (B, C, h, w) at the finest level used; independent of tau."""
