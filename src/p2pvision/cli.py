@@ -13,6 +13,7 @@ from pathlib import Path
 from p2pvision.cache import atomic_path, write_json
 from p2pvision.data.local import FORMATS
 from p2pvision.errors import P2PVisionError
+from p2pvision.explain.cli import add_explain_command
 
 
 def _add_semisynthetic_arguments(parser: argparse.ArgumentParser) -> None:
@@ -301,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", default=None, help="output folder (default: results/<name>)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     train.set_defaults(run=cmd_train)
+
+    add_explain_command(commands)
 
     predict = commands.add_parser("predict", help="classify image files with a P2P checkpoint and show what it kept")
     predict.add_argument("checkpoint", help="a P2P model folder (model.safetensors + config.json)")
