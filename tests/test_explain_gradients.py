@@ -66,10 +66,10 @@ def test_grad_cam_plus_plus_weights_equal_pytorch_grad_cam(resnet: torch.nn.Modu
 
 
 def test_grad_cam_on_a_vit_uses_the_last_block_tokens() -> None:
-    vit = create_classifier("test_vit").eval()
-    result = GradCAM(vit, partitioner=GridPartitioner(10)).explain(torch.rand(2, 3, 160, 160))
+    vit = create_classifier("test_vit", img_size=64).eval()
+    result = GradCAM(vit, partitioner=GridPartitioner(4)).explain(torch.rand(2, 3, 64, 64))
     assert result.params["layer"] == "blocks.5.norm1"
-    assert result.pixel_map.shape == (2, 160, 160) and result.scores.shape == (2, 100)
+    assert result.pixel_map.shape == (2, 64, 64) and result.scores.shape == (2, 16)
     assert (result.pixel_map >= 0).all() and result.pixel_map.sum() > 0
 
 
@@ -82,8 +82,8 @@ def _attention_by_hand(block: torch.nn.Module, tokens: torch.Tensor) -> torch.Te
 
 
 def test_rollout_equals_a_hand_computation() -> None:
-    vit = create_classifier("test_vit").eval()
-    images = torch.rand(2, 3, 160, 160)
+    vit = create_classifier("test_vit", img_size=64).eval()
+    images = torch.rand(2, 3, 64, 64)
     fused = [block.attn.fused_attn for block in vit.model.blocks]
     with torch.no_grad():
         with recorded_attention(vit.model) as attentions:
@@ -97,14 +97,14 @@ def test_rollout_equals_a_hand_computation() -> None:
     assert len(attentions) == len(expected)
     for got, want in zip(attentions, expected):
         assert torch.allclose(got, want, atol=1e-5)
-    eye = torch.eye(101)
+    eye = torch.eye(17)
     product = None
     for attention in expected:
         layer = (attention.mean(1) + eye) / 2
         layer = layer / layer.sum(-1, keepdim=True)
         product = layer if product is None else layer @ product
     assert torch.allclose(rollout(attentions), product, atol=1e-5)
-    result = AttentionRollout(vit, partitioner=GridPartitioner(10)).explain(images)
+    result = AttentionRollout(vit, partitioner=GridPartitioner(4)).explain(images)
     assert torch.allclose(result.scores, product[:, 0, 1:], atol=1e-5)  # one grid cell per 16 px patch
     assert result.cost.evaluations == 2
 

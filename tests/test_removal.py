@@ -187,17 +187,18 @@ def _vit_on_kept_tokens_by_hand(vit: torch.nn.Module, image: torch.Tensor, kept:
 
 @pytest.mark.parametrize("global_pool", ["token", "avg"])
 def test_token_dropping_equals_the_vit_on_the_kept_tokens_only(global_pool: str) -> None:
-    model = create_classifier("test_vit", global_pool=global_pool).eval()
-    images = torch.rand(3, 3, 160, 160)
-    keep = torch.zeros(3, 160, 160, dtype=torch.bool)
-    keep[0, :48, :64] = True  # 3 x 4 patches
-    keep[1, 80:, :] = True  # half the image
+    model = create_classifier("test_vit", global_pool=global_pool, img_size=64).eval()  # 4 x 4 patches of 16 px
+    images = torch.rand(3, 3, 64, 64)
+    keep = torch.zeros(3, 64, 64, dtype=torch.bool)
+    keep[0, :16, :48] = True  # 1 x 3 patches
+    keep[1, 32:, :] = True  # half the image
+    keep[1, 32:42, :] = False  # patch row 2 keeps 6 of 16 pixel rows: below the 0.5 threshold, dropped
     keep[2] = True  # everything
     dropping = TokenDropping()
     with torch.no_grad():
         logits = dropping.logits(model, images, keep)
         kept = dropping.kept_tokens(model, keep)
-        assert kept.sum(1).tolist() == [12, 50, 100]
+        assert kept.sum(1).tolist() == [3, 4, 16]
         for b in range(3):
             expected = _vit_on_kept_tokens_by_hand(model.model, model.normalize(images[b : b + 1])[0], kept[b])
             assert torch.allclose(logits[b], expected, atol=1e-5)
