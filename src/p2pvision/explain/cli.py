@@ -110,8 +110,11 @@ def run_explain(args: argparse.Namespace) -> int:
     import torch
 
     from p2pvision.cache import atomic_path, write_json
+    from p2pvision.explain import ALIASES, EXPLAINERS, explainer_names
     from p2pvision.io import load_image
 
+    if ALIASES.get(args.method, args.method) not in EXPLAINERS:
+        raise ConfigError(f"unknown --method '{args.method}': choose one of {', '.join(explainer_names())}")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
