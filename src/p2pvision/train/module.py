@@ -8,16 +8,10 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from p2pvision.metrics.localisation import mask_precision
 from p2pvision.models.backbones import ImageClassifier, create_classifier
 from p2pvision.models.p2p.config import P2PConfig
 from p2pvision.models.p2p.model import P2PModel
-
-
-def localisation_precision(keep: torch.Tensor, relevant: torch.Tensor) -> torch.Tensor:
-    """Per image ``|keep & relevant| / |keep|`` (0 for an empty keep mask)."""
-    kept = keep.flatten(1).sum(1)
-    hits = (keep & relevant).flatten(1).sum(1)
-    return torch.where(kept > 0, hits / kept.clamp(min=1), torch.zeros_like(kept, dtype=torch.float32))
 
 
 class _SeededEpochs(L.LightningModule):
@@ -83,7 +77,7 @@ class P2PLightning(_SeededEpochs):
             f"{prefix}/tau": result.tau.mean(),
         }
         if "mask" in batch:
-            metrics[f"{prefix}/precision"] = localisation_precision(result.keep_mask, batch["mask"].cpu()).mean()
+            metrics[f"{prefix}/precision"] = mask_precision(result.keep_mask, batch["mask"].cpu()).mean()
         self.log_dict(metrics, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=len(labels))
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
