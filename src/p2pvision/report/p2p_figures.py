@@ -65,6 +65,9 @@ def explanation_figure(
         axes[3].set_xticks(range(len(chosen)), chosen, fontsize=6, rotation=90)
         axes[3].set_yticks(range(len(chosen)), chosen, fontsize=6)
         figure.colorbar(shown, ax=axes[3], fraction=0.046)
+    else:
+        axes[3].text(0.5, 0.5, "no region kept", ha="center", va="center", fontsize=10)
+        axes[3].axis("off")
     axes[3].set_title("correlation of kept regions", fontsize=9)
     for axis in axes[:3]:
         axis.axis("off")
