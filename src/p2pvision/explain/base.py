@@ -246,6 +246,16 @@ class PerturbationExplainer(Explainer):
     def game(self, images: Tensor, regions: Tensor, target: int | Tensor | None) -> RegionGame:
         return RegionGame(self.model, images, regions, self.removal, target, self.value, self.batch_size)
 
+    def attribution(self, game: RegionGame, scores: Tensor, **fields: Any) -> Attribution:
+        """An :class:`Attribution` of ``scores`` for the game's target, its ranking and the game's cost counters."""
+        return Attribution(
+            scores=scores,
+            target=game.target,
+            order=order_from_scores(scores, game.players),
+            **self.counters(game),
+            **fields,
+        )
+
     @staticmethod
     def counters(game: RegionGame) -> dict[str, Any]:
         """The game's cost counters, as keyword arguments of :class:`Attribution`."""

@@ -15,7 +15,7 @@ import torch
 from sklearn.linear_model import Ridge
 from torch import Tensor, nn
 
-from p2pvision.explain.base import Attribution, PerturbationExplainer, check_positive, order_from_scores
+from p2pvision.explain.base import Attribution, PerturbationExplainer, check_positive
 from p2pvision.regions import Partitioner, SlicPartitioner
 from p2pvision.removal import Removal, TokenDropping
 
@@ -71,12 +71,10 @@ class LIME(PerturbationExplainer):
             scores[b, ids] = torch.from_numpy(fit.coef_).float()
             intercepts[b] = float(fit.intercept_)
         scores = scores.to(images.device)
-        return Attribution(
-            scores=scores,
-            target=game.target,
-            order=order_from_scores(scores, game.players),
+        return self.attribution(
+            game,
+            scores,
             extra={"intercept": intercepts},
-            **self.counters(game),
         )
 
     @property

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from p2pvision.errors import ConfigError
-from p2pvision.explain.base import Attribution, PerturbationExplainer, check_positive, order_from_scores, pixel_scores
+from p2pvision.explain.base import Attribution, PerturbationExplainer, check_positive, pixel_scores
 from p2pvision.regions import Partitioner
 from p2pvision.removal import BlurFill, Removal, TokenDropping
 
@@ -95,13 +95,11 @@ class MeaningfulPerturbation(PerturbationExplainer):
             keep = F.interpolate(mask.unsqueeze(1), size=(height, width), mode="bilinear").squeeze(1)
         pixel_map = 1 - keep
         scores = pixel_scores(pixel_map, regions)
-        return Attribution(
-            scores=scores,
-            target=game.target,
-            order=order_from_scores(scores, game.players),
+        return self.attribution(
+            game,
+            scores,
             pixel_map=pixel_map,
             extra={"mask": mask.detach()},
-            **self.counters(game),
         )
 
     @property

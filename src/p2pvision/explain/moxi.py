@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from p2pvision.errors import ConfigError
-from p2pvision.explain.base import Attribution, PerturbationExplainer, order_from_scores
+from p2pvision.explain.base import Attribution, PerturbationExplainer
 from p2pvision.regions import Partitioner
 from p2pvision.removal import Removal, TokenDropping
 
@@ -140,11 +140,9 @@ class MoXIMinus(PerturbationExplainer):
         reference, each = values[:, :1], values[:, 1:]
         scores = (each - reference) if self.mode == "insertion" else (reference - each)
         scores = scores.nan_to_num(0.0)
-        return Attribution(
-            scores=scores,
-            target=game.target,
-            order=order_from_scores(scores, game.players),
-            **self.counters(game),
+        return self.attribution(
+            game,
+            scores,
         )
 
     @property

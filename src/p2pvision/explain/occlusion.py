@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from p2pvision.explain.base import Attribution, PerturbationExplainer, check_positive, order_from_scores, pixel_scores
+from p2pvision.explain.base import Attribution, PerturbationExplainer, check_positive, pixel_scores
 from p2pvision.regions import Partitioner
 from p2pvision.removal import Removal, TokenDropping
 
@@ -75,13 +75,11 @@ class SlidingPatch(PerturbationExplainer):
                 covered[top : top + self.patch, left : left + self.patch] += 1
         pixel_map = total / covered.clamp_min(1)
         scores = pixel_scores(pixel_map, regions)
-        return Attribution(
-            scores=scores,
-            target=game.target,
-            order=order_from_scores(scores, game.players),
+        return self.attribution(
+            game,
+            scores,
             pixel_map=pixel_map,
             extra={"windows": torch.full((batch,), len(windows))},
-            **self.counters(game),
         )
 
     @property

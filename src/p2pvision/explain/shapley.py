@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from p2pvision.explain.base import Attribution, PerturbationExplainer, check_positive, order_from_scores
+from p2pvision.explain.base import Attribution, PerturbationExplainer, check_positive
 from p2pvision.regions import Partitioner
 from p2pvision.removal import Removal, TokenDropping
 
@@ -88,11 +88,9 @@ class ShapleySampling(PerturbationExplainer):
         phi = torch.zeros(batch, slots + 1, dtype=marginal.dtype, device=images.device)
         phi.scatter_add_(1, torch.where(orders >= 0, orders, slots).flatten(1), marginal.flatten(1))
         scores = phi[:, :slots] / count
-        return Attribution(
-            scores=scores,
-            target=game.target,
-            order=order_from_scores(scores, game.players),
-            **self.counters(game),
+        return self.attribution(
+            game,
+            scores,
         )
 
     @property
@@ -192,11 +190,9 @@ class KernelSHAP(PerturbationExplainer):
                 multiplier = (ones @ inverse @ c - total) / (ones @ inverse @ ones)
                 scores[b, ids[b]] = inverse @ (c - multiplier * ones)
         scores = scores.to(images.device, torch.float32)
-        return Attribution(
-            scores=scores,
-            target=game.target,
-            order=order_from_scores(scores, game.players),
-            **self.counters(game),
+        return self.attribution(
+            game,
+            scores,
         )
 
     @property
