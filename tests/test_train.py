@@ -91,6 +91,23 @@ def test_full_image_baseline_trains_the_same_classifier(config_file, tmp_path):
     assert classifier(torch.rand(2, 3, 32, 32)).shape == (2, 10)
 
 
+def test_warmup_epochs_train_the_classifier_alone_then_p2p(config_file, tmp_path):
+    """During the warm-up only the classifier learns (full images); afterwards the selector learns too."""
+    from p2pvision.models.p2p import P2PConfig, P2PModel
+
+    config = load_experiment(config_file, ["train.epochs=1", "train.warmup_epochs=1"])
+    L.seed_everything(config.train.seed, verbose=False)
+    initial = P2PModel(P2PConfig.from_dict(config.model_config(10, [str(i) for i in range(10)]).to_dict()))
+    warmed = load_p2p(run_training(config, tmp_path / "warm", progress=False))
+    assert all(torch.equal(a, b) for a, b in zip(initial.selector.parameters(), warmed.selector.parameters()))
+    assert not all(torch.equal(a, b) for a, b in zip(initial.classifier.parameters(), warmed.classifier.parameters()))
+    logged = (tmp_path / "warm" / "logs" / "metrics.csv").read_text().splitlines()[0]
+    assert "train/warmup_ce" in logged and "train/ce" not in logged
+
+    both = load_p2p(run_training(load_experiment(config_file, ["train.warmup_epochs=1"]), tmp_path / "p2p", progress=False))
+    assert not all(torch.equal(a, b) for a, b in zip(initial.selector.parameters(), both.selector.parameters()))
+
+
 def test_two_process_ddp_on_cpu(config_file, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     command = [

@@ -36,7 +36,12 @@ class _SeededEpochs(L.LightningModule):
 
 
 class P2PLightning(_SeededEpochs):
-    """Trains a :class:`P2PModel`; validates with hard masks and a tau search over ``val_tau_grid``."""
+    """Trains a :class:`P2PModel`; validates with hard masks and a tau search over ``val_tau_grid``.
+
+    The first ``warmup_epochs`` train the classifier alone on full images (a classifier that cannot yet read
+    digits gives the selector no signal, and from scratch the sparsity term then wins); the temperature and
+    sparsity-weight schedules run over the epochs after the warm-up.
+    """
 
     def __init__(
         self,
@@ -45,13 +50,35 @@ class P2PLightning(_SeededEpochs):
         weight_decay: float = 0.0,
         seed: int = 0,
         val_tau_grid: tuple[float, ...] = (0.1, 0.2, 0.4, 0.7, 1.0),
+        warmup_epochs: int = 0,
     ) -> None:
         super().__init__(lr, weight_decay, seed)
         self.save_hyperparameters()
         self.model = P2PModel(P2PConfig.from_dict(model_config))
         self.val_tau_grid = tuple(val_tau_grid)
+        self.warmup_epochs = warmup_epochs
+
+    @property
+    def progress(self) -> float:
+        """Share of the P2P phase (after the warm-up) done, in [0, 1]."""
+        if self._trainer is None:
+            return 1.0
+        warmup = self.warmup_epochs * self.trainer.num_training_batches
+        total = self.trainer.estimated_stepping_batches - warmup
+        return min(1.0, max(0.0, (self.global_step - warmup) / max(1, total)))
+
+    def _warmup_step(self, batch: dict) -> torch.Tensor:
+        logits = self.model.classifier(batch["image"])
+        loss = F.cross_entropy(logits, batch["label"])
+        accuracy = (logits.argmax(-1) == batch["label"]).float().mean()
+        metrics = {"train/warmup_ce": loss.detach(), "train/warmup_acc": accuracy}
+        self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=len(logits))
+        self.log("loss", loss.detach(), prog_bar=True, on_step=True, batch_size=len(logits))
+        return loss
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
+        if self.current_epoch < self.warmup_epochs:
+            return self._warmup_step(batch)
         config = self.model.config
         progress = self.progress
         hard = config.hard_mask_prob > 0 and bool(torch.rand(()) < config.hard_mask_prob)
