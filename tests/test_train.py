@@ -104,7 +104,8 @@ def test_warmup_epochs_train_the_classifier_alone_then_p2p(config_file, tmp_path
     logged = (tmp_path / "warm" / "logs" / "metrics.csv").read_text().splitlines()[0]
     assert "train/warmup_ce" in logged and "train/ce" not in logged
 
-    both = load_p2p(run_training(load_experiment(config_file, ["train.warmup_epochs=1"]), tmp_path / "p2p", progress=False))
+    config = load_experiment(config_file, ["train.warmup_epochs=1"])
+    both = load_p2p(run_training(config, tmp_path / "p2p", progress=False))
     assert not all(torch.equal(a, b) for a, b in zip(initial.selector.parameters(), both.selector.parameters()))
 
 
