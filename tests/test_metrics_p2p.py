@@ -5,6 +5,7 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
+from p2pvision.metrics.base import EvalInputs
 from p2pvision.metrics.faithfulness import ranked_coalitions
 from p2pvision.metrics.localisation import PixelAveragePrecision, mask_iou, mask_precision
 
@@ -24,10 +25,13 @@ def test_pxap_equals_sklearn_average_precision_on_binned_scores():
     rng = np.random.default_rng(0)
     relevant = rng.random((5, 16, 16)) < 0.3
     scores = np.clip(relevant * 0.3 + rng.random((5, 16, 16)) * 0.7, 0, 1).round(2)
-    metric = PixelAveragePrecision(bins=100)
+    metric = PixelAveragePrecision(bins=100, normalise="none")
     for i in range(0, 5, 2):  # streaming over batches
-        metric.update(torch.tensor(scores[i : i + 2]), torch.tensor(relevant[i : i + 2]))
-    assert metric.compute() == pytest.approx(average_precision_score(relevant.ravel(), scores.ravel()), abs=1e-9)
+        maps, masks = torch.tensor(scores[i : i + 2]), torch.tensor(relevant[i : i + 2])
+        metric.update(EvalInputs(images=torch.zeros(len(maps), 3, 16, 16), predicted=torch.zeros(len(maps)),
+                                 pixel_map=maps, mask=masks))  # fmt: skip
+    expected = average_precision_score(relevant.ravel(), scores.ravel())
+    assert metric.compute()["pxap"] == pytest.approx(expected, abs=1e-9)
 
 
 def test_ranked_coalitions_insertion_and_deletion_by_area():

@@ -1,1 +1,24 @@
-"""Metrics that compare explanations and interpretable models; each states whether higher or lower is better."""
+"""Metrics that compare explanations and interpretable models; each states whether higher or lower is better.
+
+``make_metric(name, **params)`` builds one (``metric_names()`` lists them); every metric is called the same way,
+``metric.update(EvalInputs(...))`` then ``metric.compute()``. Modules: ``prediction`` (accuracy, kept fraction,
+cost), ``localisation``, ``faithfulness``, ``similarity``; ``p2p_evaluation`` evaluates a P2P checkpoint.
+"""
+
+from importlib import import_module
+
+# Names are imported on first use, so that building the command-line parser does not load torch.
+_EXPORTS = {
+    "EvalInputs": "p2pvision.metrics.base",
+    "Metric": "p2pvision.metrics.base",
+    "METRICS": "p2pvision.metrics.registry",
+    "make_metric": "p2pvision.metrics.registry",
+    "metric_names": "p2pvision.metrics.registry",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'p2pvision.metrics' has no attribute '{name}'")
+    return getattr(import_module(_EXPORTS[name]), name)

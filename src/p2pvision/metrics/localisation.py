@@ -1,12 +1,45 @@
-"""Localisation against ground-truth masks: mask precision, IoU and pixel average precision (PxAP).
+"""Localisation against ground-truth masks m*: mask precision and IoU, PxAP, pointing game, relevance mass and
+box localisation error (spec/metrics.md). All higher is better except the box localisation error.
 
-All functions take batches: keep masks / scores (B,H,W) and ground truth (B,H,W) bool. Higher is better.
+Functions take batches: maps / keep masks (B,H,W) and ground truth (B,H,W) bool, and return per-image values (B,)
+(NaN where a value is undefined, e.g. an empty m* for the pointing game, as in Quantus). Maps without a scale of
+their own are compared after :func:`normalise_maps`. A method that explains with a soft map but keeps no hard mask
+is binarised for precision and IoU by keeping its top pixels (:func:`top_share_mask`): by default as many as m*
+has, which makes precision Quantus' relevance rank accuracy.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
+import numpy as np
 import torch
+import torch.nn.functional as F
+from scipy import ndimage
 from torch import Tensor
+
+from p2pvision.metrics.base import EvalInputs, Metric, check_choice, check_fraction
+
+NORMALISATIONS = ("minmax", "none")
+
+
+def normalise_maps(maps: Tensor, mode: str = "minmax") -> Tensor:
+    """Maps (B,H,W) scaled per image to [0,1] (``"minmax"``; a constant map becomes 0) or clamped (``"none"``)."""
+    maps = maps if maps.dtype.is_floating_point else maps.float()
+    if mode == "none":
+        return maps.clamp(0, 1)
+    low = maps.flatten(1).amin(1).view(-1, 1, 1)
+    high = maps.flatten(1).amax(1).view(-1, 1, 1)
+    return ((maps - low) / (high - low).clamp(min=1e-12)).clamp(0, 1)
+
+
+def top_share_mask(maps: Tensor, share: float | Tensor) -> Tensor:
+    """Bool (B,H,W): the ``share`` (a float or per image (B,)) of pixels with the highest values (ties: first)."""
+    flat = maps.flatten(1)
+    count = torch.as_tensor(share, dtype=torch.float64, device=maps.device).expand(len(maps)) * flat.shape[1]
+    order = flat.argsort(dim=1, descending=True, stable=True)
+    rank = torch.empty_like(order).scatter_(1, order, torch.arange(flat.shape[1], device=maps.device).expand_as(order))
+    return (rank < count.round().long().view(-1, 1)).view_as(maps)
 
 
 def mask_precision(keep: Tensor, relevant: Tensor) -> Tensor:
@@ -23,35 +56,220 @@ def mask_iou(keep: Tensor, relevant: Tensor) -> Tensor:
     return torch.where(union > 0, hits / union.clamp(min=1), torch.zeros_like(union, dtype=torch.float32))
 
 
-class PixelAveragePrecision:
+def _empty_to_nan(values: Tensor, relevant: Tensor) -> Tensor:
+    return values.float().masked_fill(~relevant.flatten(1).any(1), float("nan"))
+
+
+def dilate(masks: Tensor, radius: int) -> Tensor:
+    """Bool masks (B,H,W) grown by every pixel within Euclidean distance ``radius`` (a disk)."""
+    if radius <= 0:
+        return masks
+    offsets = torch.arange(-radius, radius + 1, device=masks.device, dtype=torch.float32)
+    disk = (offsets.view(-1, 1) ** 2 + offsets.view(1, -1) ** 2 <= radius**2).float()
+    grown = F.conv2d(masks.float().unsqueeze(1), disk[None, None], padding=radius)
+    return grown.squeeze(1) > 0.5
+
+
+def pointing_game(maps: Tensor, relevant: Tensor, tolerance: int = 0) -> Tensor:
+    """1 where a maximum of the map lies in m* grown by ``tolerance`` pixels, else 0; NaN for an empty m*.
+
+    As in Quantus, any pixel tied for the maximum counts (a map constant over regions hits when its top region
+    touches m*); ``tolerance=15`` is the original protocol of Zhang et al. at 224 px, 0 is Quantus'.
+    """
+    flat = maps.flatten(1)
+    at_max = flat == flat.amax(1, keepdim=True)
+    hit = (at_max & dilate(relevant, tolerance).flatten(1)).any(1)
+    return _empty_to_nan(hit, relevant)
+
+
+def relevance_mass(maps: Tensor, relevant: Tensor) -> Tensor:
+    """Share of the positive attribution that lies inside m* (0 without positive attribution; NaN for empty m*).
+
+    Quantus' relevance mass accuracy sums the signed map; here negative evidence is left out, so the two agree on
+    non-negative maps.
+    """
+    positive = maps.float().clamp(min=0).flatten(1)
+    total = positive.sum(1)
+    inside = (positive * relevant.flatten(1)).sum(1)
+    return _empty_to_nan(torch.where(total > 0, inside / total.clamp(min=1e-12), torch.zeros_like(total)), relevant)
+
+
+def _box(mask: np.ndarray) -> tuple[int, int, int, int] | None:
+    rows, cols = np.nonzero(mask.any(1))[0], np.nonzero(mask.any(0))[0]
+    if len(rows) == 0:
+        return None
+    return rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+
+
+def _box_iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
+    height = max(0, min(a[1], b[1]) - max(a[0], b[0]))
+    width = max(0, min(a[3], b[3]) - max(a[2], b[2]))
+    inter = height * width
+    area = lambda box: (box[1] - box[0]) * (box[3] - box[2])  # noqa: E731
+    return inter / (area(a) + area(b) - inter)
+
+
+def box_localisation_error(maps: Tensor, relevant: Tensor, threshold: float = 0.2) -> Tensor:
+    """0 where the box around the largest connected component of ``normalised map >= threshold`` overlaps the box
+    around m* with IoU >= 0.5, else 1 (CAM's protocol, Zhou et al. 2016); NaN for an empty m*.
+
+    Connected components are labelled with scipy per image: there is no batched torch labelling.
+    """
+    binary = (normalise_maps(maps) >= threshold).cpu().numpy()
+    truth = relevant.cpu().numpy()
+    errors = []
+    for above, mask in zip(binary, truth):
+        target = _box(mask)
+        if target is None:
+            errors.append(float("nan"))
+            continue
+        components, count = ndimage.label(above)
+        if count == 0:
+            errors.append(1.0)
+            continue
+        largest = np.bincount(components.ravel())[1:].argmax() + 1
+        errors.append(0.0 if _box_iou(_box(components == largest), target) >= 0.5 else 1.0)
+    return torch.tensor(errors, device=maps.device)
+
+
+def binary_keep(inputs: EvalInputs, share: float | None) -> Tensor:
+    """The method's hard keep mask if it has one (soft masks: > 0.5), else the top pixels of its map: ``share`` of
+    the image, or as many as the ground-truth mask has (``share=None``)."""
+    if inputs.keep is not None:
+        return inputs.keep if inputs.keep.dtype == torch.bool else inputs.keep > 0.5
+    area = inputs.mask.flatten(1).float().mean(1) if share is None else share
+    return top_share_mask(inputs.pixel_map, area)
+
+
+class _KeepMaskMetric(Metric):
+    """Compares the method's keep mask (or its binarised map, see :func:`binary_keep`) with m*."""
+
+    higher_is_better = True
+    requires = ("mask",)
+
+    def __init__(self, share: float | None = None) -> None:
+        super().__init__()
+        self.share = None if share is None else check_fraction("share", share)
+
+    def applicable(self, inputs: EvalInputs) -> bool:
+        return super().applicable(inputs) and (inputs.keep is not None or inputs.pixel_map is not None)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"binarised": "keep mask, else top pixels of the map", "share": self.share or "area of m*"}
+
+
+class MaskPrecision(_KeepMaskMetric):
+    """``|keep & m*| / |keep|`` (0 for an empty keep mask): P2P's localisation precision."""
+
+    name = "precision"
+
+    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
+        return {self.name: mask_precision(binary_keep(inputs, self.share), inputs.mask)}
+
+
+class MaskIoU(_KeepMaskMetric):
+    """Intersection over union of the keep mask and m*."""
+
+    name = "iou"
+
+    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
+        return {self.name: mask_iou(binary_keep(inputs, self.share), inputs.mask)}
+
+
+class PixelAveragePrecision(Metric):
     """PxAP (Choe et al. 2020): area under the pixel precision-recall curve over a whole data set.
 
-    Streaming: each batch adds histograms of the scores of relevant and irrelevant pixels over ``bins``
-    equal-width bins of [0, 1] (thresholds 0, 1/bins, ...), so memory does not grow with the data set.
+    Maps are scaled per image (``normalise="minmax"``, as Choe et al.; ``"none"`` for scores already in [0,1]
+    such as P2P's region probabilities). Streaming: each batch adds histograms of the scores of relevant and
+    irrelevant pixels over ``bins`` equal-width bins of [0, 1]. Written here rather than with torchmetrics'
+    binned average precision, which compares every pixel with every threshold (see benchmarks/bench_metrics.py).
     """
 
-    def __init__(self, bins: int = 100) -> None:
-        self.bins = bins
-        self.positive = torch.zeros(bins + 1, dtype=torch.float64)
-        self.negative = torch.zeros(bins + 1, dtype=torch.float64)
+    name = "pxap"
+    higher_is_better = True
+    requires = ("pixel_map", "mask")
 
-    def update(self, scores: Tensor, relevant: Tensor) -> None:
+    def __init__(self, bins: int = 100, normalise: str = "minmax") -> None:
+        super().__init__()
+        self.bins = int(bins)
+        self.normalise = check_choice("normalise", normalise, NORMALISATIONS)
+        self.add_state("positive", torch.zeros(self.bins + 1, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("negative", torch.zeros(self.bins + 1, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
+        raise NotImplementedError("PxAP is a data-set value, not a mean of per-image values")
+
+    def update(self, inputs: EvalInputs) -> None:
+        scores = normalise_maps(inputs.pixel_map.detach(), self.normalise).double()
         # The small offset keeps scores that sit on a threshold (e.g. 0.29 with 100 bins) in their own bin.
-        index = (scores.detach().double().clamp(0, 1) * self.bins + 1e-9).floor().long().clamp(max=self.bins)
-        index = index.cpu().flatten()
-        relevant = relevant.cpu().flatten()
-        self.positive += torch.bincount(index[relevant], minlength=self.bins + 1).double()
-        self.negative += torch.bincount(index[~relevant], minlength=self.bins + 1).double()
+        index = (scores * self.bins + 1e-9).floor().long().clamp(max=self.bins).flatten()
+        relevant = inputs.mask.to(index.device).flatten()
+        self.positive += torch.bincount(index[relevant], minlength=self.bins + 1).to(self.positive)
+        self.negative += torch.bincount(index[~relevant], minlength=self.bins + 1).to(self.negative)
 
-    def compute(self) -> float:
+    def compute(self) -> dict[str, float]:
         # Pixels with score >= threshold t_i are predicted relevant: cumulative sums from the top bin down.
         true_positive = self.positive.flip(0).cumsum(0).flip(0)
         predicted = true_positive + self.negative.flip(0).cumsum(0).flip(0)
         total = self.positive.sum()
         if total == 0:
-            return 0.0
+            return {self.name: float("nan")}
         precision = torch.where(predicted > 0, true_positive / predicted.clamp(min=1), torch.ones_like(predicted))
         recall = true_positive / total
         # Recall falls as the threshold rises; area = sum of precision * recall decrements (step rule).
         recall_next = torch.cat([recall[1:], recall.new_zeros(1)])
-        return float(((recall - recall_next) * precision).sum())
+        return {self.name: float(((recall - recall_next) * precision).sum())}
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"bins": self.bins, "normalise": self.normalise}
+
+
+class PointingGame(Metric):
+    """Share of images whose map maximum lies in m* (grown by ``tolerance`` pixels); see :func:`pointing_game`."""
+
+    name = "pointing_game"
+    higher_is_better = True
+    requires = ("pixel_map", "mask")
+
+    def __init__(self, tolerance: int = 0) -> None:
+        self.tolerance = int(tolerance)
+        super().__init__((self.name if self.tolerance == 0 else f"{self.name}@{self.tolerance}px",))
+
+    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
+        return {self.keys[0]: pointing_game(inputs.pixel_map, inputs.mask, self.tolerance)}
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"tolerance_px": self.tolerance}
+
+
+class RelevanceMass(Metric):
+    """Share of positive attribution inside m*; see :func:`relevance_mass`."""
+
+    name = "relevance_mass"
+    higher_is_better = True
+    requires = ("pixel_map", "mask")
+
+    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
+        return {self.name: relevance_mass(inputs.pixel_map, inputs.mask)}
+
+
+class BoxLocalisationError(Metric):
+    """1 - box localisation hit rate; see :func:`box_localisation_error`."""
+
+    name = "box_error"
+    higher_is_better = False
+    requires = ("pixel_map", "mask")
+
+    def __init__(self, threshold: float = 0.2) -> None:
+        super().__init__()
+        self.threshold = check_fraction("threshold", threshold, low_open=False)
+
+    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
+        return {self.name: box_localisation_error(inputs.pixel_map, inputs.mask, self.threshold)}
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"threshold": self.threshold, "iou": 0.5, "box": "largest component of the normalised map"}

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 import torch
+from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
+from torchmetrics import MeanMetric
 from tqdm.auto import tqdm
 
-from p2pvision.game import RegionGame
-from p2pvision.metrics.faithfulness import ranking_agreement
-from p2pvision.metrics.localisation import PixelAveragePrecision, mask_iou, mask_precision
+from p2pvision.metrics.base import EvalInputs, Metric
+from p2pvision.metrics.faithfulness import P2PAgreement
+from p2pvision.metrics.localisation import MaskIoU, MaskPrecision, PixelAveragePrecision
+from p2pvision.metrics.prediction import Accuracy, KeptFraction
 from p2pvision.models.p2p.model import P2PModel
+from p2pvision.models.p2p.result import P2PExplanation
 from p2pvision.regions.ops import region_to_pixel
-from p2pvision.removal import make_removal
 
 DELTAS = (0.8, 0.9, 0.95, 0.99)
 # Direction of every reported metric: True if higher is better.
@@ -29,6 +30,34 @@ HIGHER_IS_BETTER = {
     **{f"insertion@{t}": True for t in (5, 10, 20)},
     **{f"deletion@{t}": False for t in (5, 10, 20)},
 }
+
+
+def p2p_inputs(model: P2PModel, images: Tensor, result: P2PExplanation) -> EvalInputs:
+    """What a P2P prediction gives the metrics: the kept pixels, region probabilities as scores and map, the
+    classifier (faithfulness metrics query it with removed regions filled black, as P2P does) and its cost."""
+    device = images.device
+    return EvalInputs(
+        images=images,
+        predicted=result.predicted.to(device),
+        model=model.classifier,
+        pixel_map=region_to_pixel(result.region_probs, result.regions).to(device),
+        regions=result.regions.to(device),
+        scores=result.region_probs.to(device),
+        keep=result.keep_mask.to(device),
+        evaluations=result.evaluations.to(device),
+    )
+
+
+def _p2p_metrics() -> list[Metric]:
+    return [
+        Accuracy(),
+        KeptFraction(),
+        MaskPrecision(),
+        MaskIoU(),
+        PixelAveragePrecision(normalise="none"),
+        P2PAgreement("insertion"),
+        P2PAgreement("deletion"),
+    ]
 
 
 @torch.no_grad()
@@ -49,33 +78,36 @@ def evaluate_p2p(
     """
     model = model.to(device).eval()
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    fill = make_removal("black")
-    sums: dict[float, dict[str, float]] = {delta: defaultdict(float) for delta in deltas}
-    pxap = {delta: PixelAveragePrecision() for delta in deltas}
+    metrics = {delta: _p2p_metrics() for delta in deltas}
+    means = {delta: {"tau": MeanMetric(), "evaluations": MeanMetric()} for delta in deltas}
+    object_share = {delta: MaskPrecision() for delta in deltas}
     count = 0
     for batch in tqdm(loader, desc="evaluating", unit="batch", disable=not progress):
-        images, regions, labels = batch["image"].to(device), batch["regions"].to(device), batch["label"]
+        images, regions = batch["image"].to(device), batch["regions"].to(device)
+        labels = batch["label"].to(device)
+        mask = batch["mask"].to(device) if "mask" in batch else None
         count += len(labels)
         for delta in deltas:
             result = model.explain(images, regions, delta=delta)
-            totals = sums[delta]
-            totals["accuracy"] += float((result.predicted == labels).sum())
-            totals["kept_fraction"] += float(result.kept_fraction.sum())
-            totals["tau"] += float(result.tau.sum())
-            totals["evaluations"] += float(result.evaluations.sum())
-            if "mask" in batch:
-                totals["precision"] += float(mask_precision(result.keep_mask, batch["mask"]).sum())
-                totals["iou"] += float(mask_iou(result.keep_mask, batch["mask"]).sum())
-                pxap[delta].update(region_to_pixel(result.region_probs, result.regions), batch["mask"])
+            inputs = p2p_inputs(model, images, result)
+            inputs.labels, inputs.mask = labels, mask
+            for metric in metrics[delta]:
+                if metric.applicable(inputs):
+                    metric.update(inputs)
+            means[delta]["tau"].update(result.tau)
+            means[delta]["evaluations"].update(result.evaluations.float())
             if "object_mask" in batch and not torch.equal(batch["object_mask"], batch["mask"]):
-                totals["object_share"] += float(mask_precision(result.keep_mask, batch["object_mask"]).sum())
-            game = RegionGame(model.classifier, images, regions, fill, target=result.predicted.to(device))
-            for key, agreement in ranking_agreement(game, result.region_probs.to(device), result.predicted).items():
-                totals[key] += float(agreement.sum())
+                inputs.mask = batch["object_mask"].to(device)
+                object_share[delta].update(inputs)
     report = {}
     for delta in deltas:
-        report[str(delta)] = {key: value / max(count, 1) for key, value in sums[delta].items()}
-        if "precision" in sums[delta]:
-            report[str(delta)]["pxap"] = pxap[delta].compute()
-        report[str(delta)]["images"] = count
+        row: dict[str, float] = {}
+        for metric in metrics[delta]:
+            if metric.update_count:
+                row.update(metric.compute())
+        row.update({key: float(mean.compute()) for key, mean in means[delta].items()})
+        if object_share[delta].update_count:
+            row["object_share"] = object_share[delta].compute()["precision"]
+        row["images"] = count
+        report[str(delta)] = row
     return report
