@@ -14,6 +14,7 @@ from p2pvision.cache import atomic_path, write_json
 from p2pvision.data.local import FORMATS
 from p2pvision.errors import P2PVisionError
 from p2pvision.explain.cli import add_explain_command
+from p2pvision.label.cli import add_label_commands
 
 
 def _add_semisynthetic_arguments(parser: argparse.ArgumentParser) -> None:
@@ -304,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train)
 
     add_explain_command(commands)
+    add_label_commands(commands)
 
     predict = commands.add_parser("predict", help="classify image files with a P2P checkpoint and show what it kept")
     predict.add_argument("checkpoint", help="a P2P model folder (model.safetensors + config.json)")
