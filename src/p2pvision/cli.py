@@ -14,6 +14,7 @@ from p2pvision.cache import atomic_path, write_json
 from p2pvision.data.local import FORMATS
 from p2pvision.errors import P2PVisionError
 from p2pvision.explain.cli import add_explain_command
+from p2pvision.inv.cli import add_inv_commands
 from p2pvision.label.cli import add_label_commands
 
 
@@ -305,6 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train)
 
     add_explain_command(commands)
+    add_inv_commands(commands)
     add_label_commands(commands)
 
     predict = commands.add_parser("predict", help="classify image files with a P2P checkpoint and show what it kept")

@@ -52,6 +52,9 @@ CSV_COLUMNS = [
 ]  # fmt: skip
 
 
+REQUIRED_COLUMNS = {"answer_id", "labeller", "task_id", "reveal_step", "guess", "features"}
+
+
 class AnswerConflict(P2PVisionError, ValueError):
     """An answer_id that is already stored with other content."""
 
@@ -181,29 +184,39 @@ class AnswerStore:
     def import_csv(self, path: str | os.PathLike[str]) -> tuple[int, int, list[str]]:
         """Add the answers of a CSV file written by :meth:`export_csv`. Returns (added, already stored,
         problems); each problem names the line and the rule, and such rows are skipped."""
-        path = Path(path)
-        if not path.is_file():
-            raise P2PVisionError(f"answers file '{path}' does not exist")
-        tasks = self.tasks()
-        added, duplicates, problems = 0, 0, []
-        with open(path, newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = {"answer_id", "labeller", "task_id", "reveal_step", "guess", "features"} - set(
-                reader.fieldnames or []
-            )
-            if missing:
-                raise P2PVisionError(f"'{path}' lacks the column(s) {', '.join(sorted(missing))}: export it again")
-            for row in reader:
-                line = reader.line_num
-                try:
-                    answer = _answer_from_csv(row, tasks.get(row["task_id"] or ""))
-                    if self.add(answer):
-                        added += 1
-                    else:
-                        duplicates += 1
-                except (InvalidAnswer, AnswerConflict, ValueError) as exc:
-                    problems.append(f"{path.name}:{line}: {exc}")
+        answers, problems = read_answers_csv(path, self.tasks())
+        added, duplicates = 0, 0
+        for line, answer in answers:
+            try:
+                if self.add(answer):
+                    added += 1
+                else:
+                    duplicates += 1
+            except AnswerConflict as exc:
+                problems.append(f"{Path(path).name}:{line}: {exc}")
         return added, duplicates, problems
+
+
+def read_answers_csv(
+    path: str | os.PathLike[str], tasks: Mapping[str, Mapping[str, Any]] | None = None
+) -> tuple[list[tuple[int, Answer]], list[str]]:
+    """The valid answers of a CSV file written by ``export_csv`` with their line numbers, and a problem per
+    invalid row (file:line: rule). Answers for tasks in ``tasks`` are also checked against the task."""
+    path = Path(path)
+    if not path.is_file():
+        raise P2PVisionError(f"answers file '{path}' does not exist")
+    answers, problems = [], []
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = REQUIRED_COLUMNS - set(reader.fieldnames or [])
+        if missing:
+            raise P2PVisionError(f"'{path}' lacks the column(s) {', '.join(sorted(missing))}: export it again")
+        for row in reader:
+            try:
+                answers.append((reader.line_num, _answer_from_csv(row, (tasks or {}).get(row["task_id"] or ""))))
+            except (InvalidAnswer, ValueError) as exc:
+                problems.append(f"{path.name}:{reader.line_num}: {exc}")
+    return answers, problems
 
 
 def export_rows(answers: Iterable[Answer], tasks: Mapping[str, Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
