@@ -62,11 +62,12 @@ class EvalInputs:
 class Metric(torchmetrics.Metric):
     """Base class: the mean over images of one or more per-image values (NaN values are left out).
 
-    Subclasses set ``name``, ``requires`` (the :class:`EvalInputs` fields they need), ``higher_is_better``
+    Subclasses set ``name``, ``category``, ``requires`` (the :class:`EvalInputs` fields they need), ``higher_is_better``
     (one direction for all their keys) and implement :meth:`values`. ``keys`` name the reported numbers.
     """
 
     name: ClassVar[str]
+    category: ClassVar[str]  # prediction, cost, localisation, faithfulness or similarity (groups report tables)
     requires: ClassVar[tuple[str, ...]] = ()
     full_state_update = False
 
@@ -133,7 +134,8 @@ class Metric(torchmetrics.Metric):
     @property
     def settings(self) -> dict[str, Any]:
         """Everything a score must be reported with: name, direction and parameters."""
-        return {"metric": self.name, "higher_is_better": bool(self.higher_is_better), **self.params}
+        return {"metric": self.name, "category": self.category, "higher_is_better": bool(self.higher_is_better),
+                **self.params}  # fmt: skip
 
 
 def check_choice(name: str, value: Any, choices: tuple) -> Any:

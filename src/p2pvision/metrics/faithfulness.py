@@ -103,6 +103,7 @@ def removal_spec(spec: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
 class _GameMetric(Metric):
     """A metric that queries ``inputs.model`` through a region game with its removal strategy."""
 
+    category = "faithfulness"
     def __init__(self, removal: str | dict[str, Any], value: str, keys: tuple[str, ...] | None = None) -> None:
         super().__init__(keys)
         self.removal_name, self.removal_params = removal_spec(removal)
@@ -299,6 +300,7 @@ class SaliencyMetric(Metric):
     around ``normalised map >= threshold`` and ``p`` the target probability of that box cropped and resized to
     the input size. Lower is better."""
 
+    category = "faithfulness"
     name = "saliency_metric"
     higher_is_better = False
     requires = ("model", "pixel_map")

@@ -144,6 +144,7 @@ def binary_keep(inputs: EvalInputs, share: float | None) -> Tensor:
 class _KeepMaskMetric(Metric):
     """Compares the method's keep mask (or its binarised map, see :func:`binary_keep`) with m*."""
 
+    category = "localisation"
     higher_is_better = True
     requires = ("mask",)
 
@@ -186,6 +187,7 @@ class PixelAveragePrecision(Metric):
     binned average precision, which compares every pixel with every threshold (see benchmarks/bench_metrics.py).
     """
 
+    category = "localisation"
     name = "pxap"
     higher_is_better = True
     requires = ("pixel_map", "mask")
@@ -229,6 +231,7 @@ class PixelAveragePrecision(Metric):
 class PointingGame(Metric):
     """Share of images whose map maximum lies in m* (grown by ``tolerance`` pixels); see :func:`pointing_game`."""
 
+    category = "localisation"
     name = "pointing_game"
     higher_is_better = True
     requires = ("pixel_map", "mask")
@@ -248,6 +251,7 @@ class PointingGame(Metric):
 class RelevanceMass(Metric):
     """Share of positive attribution inside m*; see :func:`relevance_mass`."""
 
+    category = "localisation"
     name = "relevance_mass"
     higher_is_better = True
     requires = ("pixel_map", "mask")
@@ -259,6 +263,7 @@ class RelevanceMass(Metric):
 class BoxLocalisationError(Metric):
     """1 - box localisation hit rate; see :func:`box_localisation_error`."""
 
+    category = "localisation"
     name = "box_error"
     higher_is_better = False
     requires = ("pixel_map", "mask")

@@ -14,6 +14,7 @@ from p2pvision.metrics.base import EvalInputs, Metric
 class Accuracy(Metric):
     """Top-1 accuracy of the method's prediction (images with label -1 are left out). Higher is better."""
 
+    category = "prediction"
     name = "accuracy"
     higher_is_better = True
     requires = ("labels",)
@@ -27,6 +28,7 @@ class KeptFraction(Metric):
     """Share of pixels the model predicted from (the hard keep mask; soft masks count ``keep > 0.5``), with its
     distribution over ``bins`` equal bins of [0, 1] (:meth:`histogram`). Lower is sparser."""
 
+    category = "prediction"
     name = "kept_fraction"
     higher_is_better = False
     requires = ("keep",)
@@ -57,6 +59,7 @@ class Cost(Metric):
     """Model evaluations per image, seconds per image, and their ratio to one plain forward pass of the same model
     on the same images (``forward_ratio``: 1 is the cost of a prediction). Lower is better."""
 
+    category = "cost"
     name = "cost"
     higher_is_better = False
     requires = ("evaluations", "seconds")

@@ -51,6 +51,7 @@ def hog_similarity(maps: Tensor, others: Tensor, cell: int = 8) -> Tensor:
 class MapSimilarity(Metric):
     """Similarity of ``pixel_map`` and ``reference_map`` by each of ``measures``. Higher is more similar."""
 
+    category = "similarity"
     name = "map_similarity"
     higher_is_better = True
     requires = ("pixel_map", "reference_map")
