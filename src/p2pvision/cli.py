@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from p2pvision.benchmark.cli import add_benchmark_command
 from p2pvision.cache import atomic_path, write_json
 from p2pvision.data.local import FORMATS
 from p2pvision.errors import P2PVisionError
@@ -306,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.set_defaults(run=cmd_train)
 
     add_explain_command(commands)
+    add_benchmark_command(commands)
     add_inv_commands(commands)
     add_label_commands(commands)
 

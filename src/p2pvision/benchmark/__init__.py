@@ -1,0 +1,5 @@
+"""``p2pvision benchmark``: methods x data sets x seeds -> tables (mean ± std) and a self-contained HTML report.
+
+``load_benchmark(path)`` reads a config (``config`` module), ``run_benchmark(config, out)`` evaluates the cells
+that are not done yet (``engine``); methods are pluggable (``methods``: :class:`Method`, ``register_method``).
+"""

@@ -1,0 +1,320 @@
+"""Run a benchmark: every cell (data set x method x seed) evaluated once, tables over seeds, the HTML report.
+
+A cell loads (or trains) its method's networks, evaluates its metrics over the data set with a Lightning test
+loop (so one config runs on a CPU, several GPUs or nodes: ``hardware`` in the config; each process evaluates a
+shard and the metrics add up their sums), keeps the maps of the first ``stored_images`` images, and writes
+``cells/<data set>/<method>/seed<k>.json`` (+ ``.safetensors``). A cell whose file exists with the same
+settings is not recomputed, so an interrupted benchmark resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import time
+import warnings
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.utilities import rank_zero_only
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from p2pvision.benchmark.config import BenchmarkConfig, DatasetSpec, MethodSpec
+from p2pvision.benchmark.data import open_dataset
+from p2pvision.benchmark.methods import Context, Method
+from p2pvision.cache import atomic_path, params_key, write_json
+from p2pvision.metrics.base import EvalInputs, Metric
+from p2pvision.metrics.registry import make_metric
+from p2pvision.metrics.similarity import MapSimilarity
+
+STORED = ("images", "pixel_map", "keep", "mask", "predicted", "labels")
+CELL_FORMAT = 1  # part of every cell's key: a new record format recomputes old cells
+
+
+def _timed(function: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    started = time.perf_counter()
+    result = function()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return result, time.perf_counter() - started
+
+
+def run_batch(method: Method, batch: dict[str, Any], device: torch.device, labelled: bool) -> EvalInputs:
+    """The method's :class:`EvalInputs` for a batch, with ground truth, its time and a plain forward pass's."""
+    images = batch["image"].to(device)
+    inputs, seconds = _timed(lambda: method.predict(images), device)
+    if inputs.model is not None:
+        with torch.no_grad():
+            _, inputs.reference_seconds = _timed(lambda: inputs.model(images), device)
+    inputs.seconds = seconds
+    inputs.labels = batch["label"].to(device) if labelled else None
+    inputs.mask = batch["mask"].to(device) if "mask" in batch else None
+    return inputs
+
+
+class EvaluationModule(L.LightningModule):
+    """Lightning test loop of one cell: each process takes every world_size-th image (no padding, so sums are
+    exact) and updates the metrics, whose states Lightning keeps on the device and adds up over processes."""
+
+    def __init__(self, method: Method, metrics: list[Metric], dataset: Dataset, batch_size: int, labelled: bool):
+        super().__init__()
+        self.method, self.dataset, self.batch_size, self.labelled = method, dataset, batch_size, labelled
+        self.networks = nn.ModuleList(method.networks())
+        self.metrics = nn.ModuleList(metrics)
+
+    def test_dataloader(self) -> DataLoader:
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        return DataLoader(Subset(self.dataset, range(rank, len(self.dataset), world)), batch_size=self.batch_size)
+
+    def test_step(self, batch: dict[str, Any], batch_index: int) -> None:
+        inputs = run_batch(self.method, batch, self.device, self.labelled)
+        for metric in self.metrics:
+            metric.update(inputs)
+
+
+def _device(hardware: dict[str, Any]) -> torch.device:
+    gpu = hardware["accelerator"] in ("gpu", "cuda", "auto") and torch.cuda.is_available()
+    return torch.device("cuda" if gpu else "cpu")
+
+
+def _examples(method: Method, dataset: Dataset, count: int, device: torch.device, labelled: bool) -> EvalInputs:
+    for network in method.networks():
+        network.to(device)
+    batch = next(iter(DataLoader(Subset(dataset, range(min(count, len(dataset)))), batch_size=count)))
+    with torch.no_grad():
+        return run_batch(method, batch, device, labelled)
+
+
+def _save_examples(inputs: EvalInputs, path: Path) -> None:
+    tensors = {"images": (inputs.images.clamp(0, 1) * 255).round().to(torch.uint8)}
+    for name in STORED[1:]:
+        value = getattr(inputs, name)
+        if value is not None:
+            tensors[name] = value.to(torch.uint8) if value.dtype == torch.bool else value
+    with atomic_path(path) as tmp:
+        save_file({key: value.detach().cpu().contiguous() for key, value in tensors.items()}, str(tmp))
+
+
+def load_examples(path: str | Path) -> dict[str, Tensor]:
+    """The stored example tensors of a cell (images as uint8, maps, keep and masks as stored)."""
+    return load_file(str(path))
+
+
+def evaluate_cell(
+    method: Method, metrics: list[Metric], dataset: Dataset, config: BenchmarkConfig, labelled: bool, progress: bool
+) -> tuple[dict[str, Any], EvalInputs]:
+    """Evaluate ``metrics`` (those that apply to the method) over ``dataset``; returns the cell record and the
+    inputs of the first ``stored_images`` images."""
+    device = _device(config.hardware)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    examples = _examples(method, dataset, max(config.stored_images, config.examples), device, labelled)
+    applicable = [metric for metric in metrics if metric.applicable(examples)]
+    module = EvaluationModule(method, applicable, dataset, config.batch_size, labelled)
+    trainer = L.Trainer(
+        **config.hardware, logger=False, enable_checkpointing=False, enable_progress_bar=progress,
+        enable_model_summary=False, inference_mode=False, use_distributed_sampler=False,
+    )  # fmt: skip
+    started = time.perf_counter()
+    trainer.test(module, verbose=False)
+    seconds = time.perf_counter() - started
+    values, directions, groups, curves = {}, {}, {}, {}
+    for metric in applicable:
+        values.update(metric.compute())
+        directions.update(metric.directions())
+        groups.update(dict.fromkeys(metric.keys, metric.category))
+        curve = metric.curve()
+        if curve is not None:
+            curves[f"{metric.name}_{metric.mode}"] = curve
+    record = {
+        "values": values,
+        "directions": directions,
+        "groups": groups,
+        "curves": curves,
+        "metrics": [metric.settings for metric in applicable],
+        "images": len(dataset),
+        "seconds": seconds,
+        "device": str(device),
+        "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
+    }
+    histogram = next((m.histogram() for m in applicable if hasattr(m, "histogram")), None)
+    if histogram is not None:
+        record["kept_histogram"] = histogram
+    return record, examples
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    finite = [v for v in values if v is not None and not math.isnan(v)]
+    if not finite:
+        return math.nan, math.nan
+    mean = sum(finite) / len(finite)
+    if len(finite) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((v - mean) ** 2 for v in finite) / (len(finite) - 1))
+
+
+def aggregate(cells: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (data set, method, metric key): mean and sample standard deviation over seeds."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for cell in cells:
+        groups[(cell["dataset"], cell["method"])].append(cell)
+    rows = []
+    for (dataset, method), group in groups.items():
+        for key, direction in group[0]["directions"].items():
+            values = [cell["values"].get(key) for cell in group]
+            mean, std = _mean_std(values)
+            rows.append({"dataset": dataset, "method": method, "group": group[0]["groups"][key], "metric": key,
+                         "higher_is_better": direction, "mean": mean, "std": std, "seeds": len(values)})  # fmt: skip
+    return rows
+
+
+def seed_similarity(cells: list[dict[str, Any]], out: Path, params: dict[str, Any]) -> list[dict[str, Any]]:
+    """Rows of map similarity between seeds (every pair) of each method with maps on the stored images: mean ±
+    sample standard deviation over the pairs of seeds."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for cell in cells:
+        groups[(cell["dataset"], cell["method"])].append(cell)
+    rows = []
+    for (dataset, method), group in groups.items():
+        maps = [load_examples(out / cell["examples"]).get("pixel_map") for cell in group]
+        if len(group) < 2 or any(m is None for m in maps):
+            continue
+        results = []
+        for i in range(len(maps)):
+            for j in range(i + 1, len(maps)):
+                metric = MapSimilarity(**params)
+                metric.update(EvalInputs(images=maps[i], predicted=torch.zeros(len(maps[i])), pixel_map=maps[i],
+                                         reference_map=maps[j]))  # fmt: skip
+                results.append(metric.compute())
+        for key in results[0]:
+            mean, std = _mean_std([result[key] for result in results])
+            rows.append({"dataset": dataset, "method": method, "group": "stability across seeds",
+                         "metric": f"seed_{key}", "higher_is_better": True, "mean": mean, "std": std,
+                         "seeds": len(maps)})  # fmt: skip
+    return rows
+
+
+def _similarity_params(spec: DatasetSpec) -> dict[str, Any] | None:
+    for metric in spec.metrics:
+        if (metric if isinstance(metric, str) else metric.get("name")) == "map_similarity":
+            built = make_metric(metric)
+            return {"measures": built.measures, "hog_cell": built.hog_cell}
+    return None
+
+
+class _Runner:
+    """Loads methods per (data set, seed), evaluates cells that are not done yet and collects the records."""
+
+    def __init__(self, config: BenchmarkConfig, out: Path, progress: bool) -> None:
+        self.config, self.out, self.progress = config, out, progress
+        self.total = sum(len(config.methods_for(name)) for name in config.datasets) * len(config.seeds)
+        self.done = 0
+        self.classes: dict[str, list[str] | None] = {}
+
+    def cell_key(self, dataset: DatasetSpec, method: MethodSpec, seed: int) -> str:
+        """Hash of everything a cell's result depends on, including the methods an explainer explains."""
+        explains = method.spec.get("explains") if method.kind == "explainer" else None
+        names = [explains] if isinstance(explains, str) else list(explains or [])
+        depends = {name: self.config.methods[name].settings for name in names if name in self.config.methods}
+        return params_key({"dataset": dataclasses.asdict(dataset), "method": method.settings, "depends": depends,
+                           "seed": seed, "stored": self.config.stored_images, "format": CELL_FORMAT})  # fmt: skip
+
+    def load(self, spec: MethodSpec, context: Context) -> Method:
+        if spec.name not in context.methods:
+            method = spec.build()
+            runs_here = {m.name: m for m in self.config.methods_for(context.dataset)}
+            for name in method.explains if spec.kind == "explainer" else []:
+                if name in runs_here:
+                    self.load(runs_here[name], context)
+            L.seed_everything(context.seed, verbose=False)
+            method.load(context)
+            context.methods[spec.name] = method
+        return context.methods[spec.name]
+
+    def run_dataset(self, spec: DatasetSpec) -> list[dict[str, Any]]:
+        dataset = open_dataset(spec.data, spec.split, spec.images)
+        self.classes[spec.name] = dataset.classes
+        labelled = dataset.classes is not None
+        records = []
+        for seed in self.config.seeds:
+            context = Context(spec.name, spec.data, dataset.classes, seed, self.out / "models", progress=self.progress)
+            for method_spec in self.config.methods_for(spec.name):
+                records.append(self.run_cell(spec, method_spec, seed, context, dataset, labelled))
+        return records
+
+    def run_cell(self, spec, method_spec, seed, context, dataset, labelled) -> dict[str, Any]:  # noqa: ANN001
+        self.done += 1
+        stem = Path("cells") / spec.name / method_spec.name / f"seed{seed}"
+        path, key = self.out / f"{stem}.json", self.cell_key(spec, method_spec, seed)
+        header = f"[{self.done}/{self.total}] {spec.name} / {method_spec.name} / seed {seed}"
+        if path.is_file():
+            record = json.loads(path.read_text())
+            if record.get("key") == key:
+                print(f"{header}: done earlier ({path})", flush=True)
+                return record
+        method = self.load(method_spec, context)
+        metrics = [make_metric(metric) for metric in spec.metrics]
+        L.seed_everything(seed, verbose=False)
+        record, examples = evaluate_cell(method, metrics, dataset, self.config, labelled, self.progress)
+        record.update({"key": key, "dataset": spec.name, "method": method_spec.name, "seed": seed,
+                       "examples": f"{stem}.safetensors", "method_settings": method.settings})  # fmt: skip
+        if rank_zero_only.rank == 0:
+            _save_examples(examples, self.out / record["examples"])
+            write_json(path, record)
+        print(f"{header}: {record['images']} images in {record['seconds']:.1f} s", flush=True)
+        return record
+
+
+def _quiet_lightning() -> None:
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    logging.getLogger("lightning.fabric").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*`isinstance\\(treespec, LeafSpec\\)` is deprecated.*")
+
+
+def run_benchmark(config: BenchmarkConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
+    """Evaluate every cell not done yet; write ``results.json``, ``results.csv``, ``results.md`` and
+    ``report.html`` into ``out``; returns the results."""
+    from p2pvision.benchmark.tables import write_tables
+    from p2pvision.report.html import write_report
+
+    out = Path(out)
+    _quiet_lightning()
+    started = time.perf_counter()
+    runner = _Runner(config, out, progress)
+    cells, rows = [], []
+    for spec in config.datasets.values():
+        records = runner.run_dataset(spec)
+        cells += records
+        rows += aggregate(records)
+        params = _similarity_params(spec)
+        if params is not None:
+            rows += seed_similarity(records, out, params)
+    results = {
+        "name": config.name,
+        "seeds": config.seeds,
+        "datasets": {name: {**dataclasses.asdict(spec), "classes": runner.classes.get(name)} for name, spec in
+                     config.datasets.items()},
+        "methods": {name: spec.settings for name, spec in config.methods.items()},
+        "hardware": config.hardware,
+        "examples": config.examples,
+        "cells": cells,
+        "table": rows,
+        "seconds": time.perf_counter() - started,
+        "versions": {"torch": torch.__version__},
+    }  # fmt: skip
+    if rank_zero_only.rank == 0:
+        write_json(out / "results.json", results)
+        write_tables(results, out)
+        write_report(results, out)
+    return results
