@@ -1,5 +1,6 @@
 """Training end to end on tiny data: outputs, exact resume after a crash, DDP on CPU, the full-image baseline."""
 
+import csv
 import json
 import os
 import subprocess
@@ -104,9 +105,12 @@ def test_warmup_epochs_train_the_classifier_alone_then_p2p(config_file, tmp_path
     logged = (tmp_path / "warm" / "logs" / "metrics.csv").read_text().splitlines()[0]
     assert "train/warmup_ce" in logged and "train/ce" not in logged
 
-    config = load_experiment(config_file, ["train.warmup_epochs=1"])
+    config = load_experiment(config_file, ["train.warmup_epochs=1", "train.warmup_lr=0.01"])
     both = load_p2p(run_training(config, tmp_path / "p2p", progress=False))
     assert not all(torch.equal(a, b) for a, b in zip(initial.selector.parameters(), both.selector.parameters()))
+    rows = list(csv.DictReader((tmp_path / "p2p" / "logs" / "metrics.csv").open()))
+    rates = {(row["epoch"], round(float(row["train/lr"]), 6)) for row in rows if row.get("train/lr")}
+    assert rates == {("0", 0.01), ("1", 0.001)}  # warm-up lr, then the P2P lr
 
 
 def test_two_process_ddp_on_cpu(config_file, tmp_path):

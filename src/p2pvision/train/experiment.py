@@ -59,6 +59,7 @@ class TrainConfig:
     mode: str = "p2p"
     epochs: int = 10
     warmup_epochs: int = 0  # P2P only: first epochs train the classifier alone on full images (in ``epochs``)
+    warmup_lr: float | None = None  # learning rate of the warm-up epochs (None: lr)
     batch_size: int = 64
     lr: float = 1e-4
     weight_decay: float = 0.0

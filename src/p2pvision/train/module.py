@@ -38,9 +38,9 @@ class _SeededEpochs(L.LightningModule):
 class P2PLightning(_SeededEpochs):
     """Trains a :class:`P2PModel`; validates with hard masks and a tau search over ``val_tau_grid``.
 
-    The first ``warmup_epochs`` train the classifier alone on full images (a classifier that cannot yet read
-    digits gives the selector no signal, and from scratch the sparsity term then wins); the temperature and
-    sparsity-weight schedules run over the epochs after the warm-up.
+    The first ``warmup_epochs`` train the classifier alone on full images at ``warmup_lr`` (a classifier that
+    cannot yet read digits gives the selector no signal, and from scratch the sparsity term then wins); the
+    temperature and sparsity-weight schedules run over the epochs after the warm-up.
     """
 
     def __init__(
@@ -51,12 +51,20 @@ class P2PLightning(_SeededEpochs):
         seed: int = 0,
         val_tau_grid: tuple[float, ...] = (0.1, 0.2, 0.4, 0.7, 1.0),
         warmup_epochs: int = 0,
+        warmup_lr: float | None = None,
     ) -> None:
         super().__init__(lr, weight_decay, seed)
         self.save_hyperparameters()
         self.model = P2PModel(P2PConfig.from_dict(model_config))
         self.val_tau_grid = tuple(val_tau_grid)
         self.warmup_epochs = warmup_epochs
+        self.warmup_lr = lr if warmup_lr is None else warmup_lr
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        lr = self.warmup_lr if self.current_epoch < self.warmup_epochs else self.lr
+        for group in self.optimizers().optimizer.param_groups:
+            group["lr"] = lr
 
     @property
     def progress(self) -> float:
@@ -71,7 +79,7 @@ class P2PLightning(_SeededEpochs):
         logits = self.model.classifier(batch["image"])
         loss = F.cross_entropy(logits, batch["label"])
         accuracy = (logits.argmax(-1) == batch["label"]).float().mean()
-        metrics = {"train/warmup_ce": loss.detach(), "train/warmup_acc": accuracy}
+        metrics = {"train/warmup_ce": loss.detach(), "train/warmup_acc": accuracy, "train/lr": self.warmup_lr}
         self.log_dict(metrics, on_step=True, on_epoch=False, batch_size=len(logits))
         self.log("loss", loss.detach(), prog_bar=True, on_step=True, batch_size=len(logits))
         return loss
@@ -91,6 +99,7 @@ class P2PLightning(_SeededEpochs):
         metrics["train/acc_relaxed"] = accuracy
         metrics["train/temperature"] = config.temperature(progress)
         metrics["train/lambda_sparse"] = config.sparsity_weight(progress)
+        metrics["train/lr"] = self.optimizers().optimizer.param_groups[0]["lr"]
         self.log_dict(metrics, prog_bar=False, on_step=True, on_epoch=False, batch_size=len(batch["label"]))
         self.log("loss", losses["loss"].detach(), prog_bar=True, on_step=True, batch_size=len(batch["label"]))
         return losses["loss"]

@@ -104,8 +104,9 @@ def run_training(
         if model_config.image_size != config.data.image_size:
             model_config.image_size = config.data.image_size
         module: L.LightningModule = P2PLightning(
-            model_config.to_dict(), train.lr, train.weight_decay, train.seed, train.val_tau_grid, train.warmup_epochs
-        )
+            model_config.to_dict(), train.lr, train.weight_decay, train.seed, train.val_tau_grid,
+            train.warmup_epochs, train.warmup_lr,
+        )  # fmt: skip
         monitor = "val/acc"
     else:
         model_config = config.model_config(len(classes), classes)
