@@ -65,7 +65,9 @@ def run_demo(out: Path, config_file: str | Path = "demo") -> None:
     if (model_dir / "model.safetensors").is_file():
         print(f"reusing the model trained earlier in {model_dir} (delete {out} to train again)")
     else:
-        print(f"training P2P on the semi-synthetic object task ({config.train.epochs} epochs on the CPU)...")
+        warm, total = config.train.warmup_epochs, config.train.epochs
+        print(f"training P2P on the semi-synthetic object task on the CPU: {warm} warm-up epochs of the classifier")
+        print(f"on full images, then {total - warm} epochs of selector and classifier together...")
         run_training(config, run, resume=(run / "checkpoints" / "last.ckpt").is_file())
     model = load_p2p(model_dir)
     test = build_stage(config.data, "test", make_partitioner(**model.config.partition), progress=False)
