@@ -13,7 +13,8 @@
       - {name: rise, mode: deletion, steps: 16}
     datasets:
       object:
-        data: {source: semisynthetic, task: object, image_size: 64}   # a training config's data section
+        data: {source: semisynthetic, task: object, image_size: 64}   # as in training configs, or the name
+                                                                        # of one (its data section)
         split: test
         images: 200        # the first 200 of the split (default: all)
         metrics: [...]     # optional: replaces (or with `extra_metrics:` extends) the list above
@@ -31,6 +32,7 @@ A method runs on every data set unless it lists ``datasets``; ``sweep`` expands 
 from __future__ import annotations
 
 import itertools
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,7 @@ import yaml
 from p2pvision.benchmark.methods import METHODS, Method
 from p2pvision.errors import ConfigError
 from p2pvision.metrics.registry import make_metric
+from p2pvision.train.experiment import load_experiment
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs" / "benchmark"
 TOP_LEVEL = ("name", "seeds", "batch_size", "examples", "stored_images", "hardware", "metrics", "datasets", "methods")
@@ -145,6 +148,10 @@ def load_benchmark(path: str | Path, overrides: list[str] | None = None) -> Benc
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"benchmark config '{path}' is not valid YAML: {' '.join(str(exc).split())}") from exc
+    data = json.loads(json.dumps(data))  # YAML aliases become copies: an override changes one place only
+    for entry in (data.get("datasets") or {}).values():  # named data sections first, so overrides reach into them
+        if isinstance(entry, dict) and isinstance(entry.get("data"), str):
+            entry["data"] = load_experiment(entry["data"]).to_dict()["data"]
     return benchmark_from_dict(_apply_overrides(data, overrides or []), str(path))
 
 
@@ -163,6 +170,8 @@ def benchmark_from_dict(data: dict[str, Any], source: str = "config") -> Benchma
         entry = dict(entry or {})
         if "data" not in entry:
             raise ConfigError(f"{source}: data set '{name}' needs a data section (e.g. {{source: semisynthetic}})")
+        if isinstance(entry["data"], str):  # the data section of a training config
+            entry["data"] = load_experiment(entry["data"]).to_dict()["data"]
         metrics = list(entry.pop("metrics", default_metrics)) + list(entry.pop("extra_metrics", []))
         extra = sorted(set(entry) - {"data", "split", "images"})
         if extra:

@@ -208,7 +208,7 @@ def _similarity_params(spec: DatasetSpec) -> dict[str, Any] | None:
     for metric in spec.metrics:
         if (metric if isinstance(metric, str) else metric.get("name")) == "map_similarity":
             built = make_metric(metric)
-            return {"measures": built.measures, "hog_cell": built.hog_cell}
+            return {"measures": list(built.measures), "hog_cell": built.hog_cell}
     return None
 
 
@@ -222,9 +222,8 @@ class _Runner:
         self.classes: dict[str, list[str] | None] = {}
 
     def cell_key(self, dataset: DatasetSpec, method: MethodSpec, seed: int) -> str:
-        """Hash of everything a cell's result depends on, including the methods an explainer explains."""
-        explains = method.spec.get("explains") if method.kind == "explainer" else None
-        names = [explains] if isinstance(explains, str) else list(explains or [])
+        """Hash of everything a cell's result depends on, including the methods it uses (``depends_on``)."""
+        names = method.build().depends_on
         depends = {name: self.config.methods[name].settings for name in names if name in self.config.methods}
         return params_key({"dataset": dataclasses.asdict(dataset), "method": method.settings, "depends": depends,
                            "seed": seed, "stored": self.config.stored_images, "format": CELL_FORMAT})  # fmt: skip
@@ -233,7 +232,7 @@ class _Runner:
         if spec.name not in context.methods:
             method = spec.build()
             runs_here = {m.name: m for m in self.config.methods_for(context.dataset)}
-            for name in method.explains if spec.kind == "explainer" else []:
+            for name in method.depends_on:
                 if name in runs_here:
                     self.load(runs_here[name], context)
             L.seed_everything(context.seed, verbose=False)
@@ -292,7 +291,7 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path, progress: bool = Tru
     _quiet_lightning()
     started = time.perf_counter()
     runner = _Runner(config, out, progress)
-    cells, rows = [], []
+    cells, rows, stability = [], [], {}
     for spec in config.datasets.values():
         records = runner.run_dataset(spec)
         cells += records
@@ -300,6 +299,8 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path, progress: bool = Tru
         params = _similarity_params(spec)
         if params is not None:
             rows += seed_similarity(records, out, params)
+            stability[spec.name] = {**params, "images": min(config.stored_images, records[0]["images"]),
+                                    "pairs": "every pair of seeds"}  # fmt: skip
     results = {
         "name": config.name,
         "seeds": config.seeds,
@@ -310,6 +311,7 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path, progress: bool = Tru
         "examples": config.examples,
         "cells": cells,
         "table": rows,
+        "stability": stability,
         "seconds": time.perf_counter() - started,
         "versions": {"torch": torch.__version__},
     }  # fmt: skip

@@ -12,7 +12,8 @@ To add a baseline::
     @register_method
     class MyBaseline(Method):
         kind = "my_baseline"
-        def load(self, context): self.model = ...          # context.train(...) trains with the benchmark's data
+        def load(self, context): self.model = ...   # context.train(...) trains on the benchmark's data set;
+                                                    # context.methods[name]: a method named in depends_on
         def predict(self, images): return EvalInputs(images=images, predicted=..., model=..., keep=...)
         def networks(self): return [self.model]
 """
@@ -80,8 +81,20 @@ class Context:
             run_training(experiment_from_dict(experiment), folder, resume=resume, progress=self.progress)
         return folder / "model"
 
+    def train_from(self, mode: str, spec: dict[str, Any]) -> Path:
+        """:meth:`train` with the ``model`` and ``train`` sections of a method's spec on top of those of the
+        training config it names in ``config`` (a shipped name or a YAML file, may contain ``{dataset}``; its data
+        section is not used: training uses the benchmark data set's)."""
+        from p2pvision.train.experiment import load_experiment
+
+        config = spec.get("config")
+        base = load_experiment(str(self.path(config))).to_dict() if config else {"model": {}, "train": {}}
+        model = {**base["model"], **(spec.get("model") or {})}
+        train = {**base["train"], **(spec.get("train") or {})}
+        return self.train(mode, model, train)
+
     def path(self, template: str) -> Path:
-        """A checkpoint path from a template with ``{dataset}`` and ``{seed}`` fields."""
+        """A path (or config name) from a template with ``{dataset}`` and ``{seed}`` fields."""
         return Path(template.format(dataset=self.dataset, seed=self.seed))
 
 
@@ -122,6 +135,12 @@ class Method(ABC):
         """The networks :meth:`predict` uses (the engine moves them to the evaluation device)."""
 
     @property
+    def depends_on(self) -> list[str]:
+        """Names of other methods whose networks this one uses; the engine loads them first, for the same data set
+        and seed, into ``context.methods`` (those that do not run on the data set are skipped)."""
+        return []
+
+    @property
     def classifier(self) -> nn.Module:
         """The image classifier behind the method (what explainers of this method explain)."""
         raise ConfigError(f"method '{self.name}' ({self.kind}) has no classifier to explain")
@@ -141,17 +160,20 @@ def _check_classes(name: str, found: int, context: Context) -> None:
 
 @register_method
 class P2PMethod(Method):
-    """P2P from ``checkpoint`` (may contain ``{dataset}``, ``{seed}``), or trained from ``model`` and ``train``
-    (training-config sections) per data set and seed; predicts with the tau search at certainty ``delta`` (the
-    model's own by default) or a fixed ``tau``."""
+    """P2P from ``checkpoint`` (may contain ``{dataset}``, ``{seed}``), or trained per data set and seed on the
+    benchmark's data: the model and train sections of the training ``config`` (e.g. ``semisynthetic_object``)
+    updated with ``model`` and ``train``. Predicts with the tau search at certainty ``delta`` (the model's own by
+    default) or a fixed ``tau``."""
 
     kind = "p2p"
-    options = ("checkpoint", "model", "train", "delta", "tau", "search")
+    options = ("checkpoint", "config", "model", "train", "delta", "tau", "search")
 
     def __init__(self, name: str, spec: dict[str, Any]) -> None:
         super().__init__(name, spec)
-        if ("checkpoint" in spec) == ("train" in spec):
-            raise ConfigError(f"method '{name}' (p2p): give either checkpoint or train (with model)")
+        trains = any(key in spec for key in ("config", "model", "train"))
+        if ("checkpoint" in spec) == trains:
+            raise ConfigError(f"method '{name}' (p2p): give either a checkpoint or training settings (config, "
+                              "model, train)")  # fmt: skip
 
     def load(self, context: Context) -> None:
         from p2pvision.models.p2p.checkpoint import load_p2p
@@ -159,7 +181,7 @@ class P2PMethod(Method):
         if "checkpoint" in self.spec:
             folder = context.path(self.spec["checkpoint"])
         else:
-            folder = context.train("p2p", self.spec.get("model", {}), self.spec["train"])
+            folder = context.train_from("p2p", self.spec)
         self.model = load_p2p(folder).eval()
         _check_classes(self.name, self.model.config.num_classes, context)
 
@@ -181,17 +203,20 @@ class P2PMethod(Method):
 @register_method
 class BlackboxMethod(Method):
     """A classifier on full images: timm ``classifier`` with ``weights`` (None, "package", a file, "hub"), a
-    ``checkpoint`` folder written by training in classifier mode, or trained per data set and seed (``train``)."""
+    ``checkpoint`` folder written by training in classifier mode, or trained per data set and seed with the
+    settings of a training ``config`` updated with ``train`` (and ``classifier``, if given)."""
 
     kind = "blackbox"
-    options = ("classifier", "weights", "checkpoint", "train")
+    options = ("classifier", "weights", "checkpoint", "config", "train")
 
     def load(self, context: Context) -> None:
         from p2pvision.models.backbones import create_classifier, load_classifier
 
         name = self.spec.get("classifier")
-        if "train" in self.spec:
-            self.model = load_classifier(context.train("classifier", {"classifier": name}, self.spec["train"]))
+        if "train" in self.spec or "config" in self.spec:
+            model = {"classifier": name} if name else {}
+            spec = {**self.spec, "model": model}
+            self.model = load_classifier(context.train_from("classifier", spec))
         elif "checkpoint" in self.spec:
             self.model = load_classifier(context.path(self.spec["checkpoint"]))
         elif name is None:
@@ -232,7 +257,7 @@ class ExplainerMethod(Method):
             raise ConfigError(f"method '{name}' (explainer): name the method whose classifier it explains (explains)")
 
     @property
-    def explains(self) -> list[str]:
+    def depends_on(self) -> list[str]:
         explains = self.spec["explains"]
         return [explains] if isinstance(explains, str) else list(explains)
 
@@ -240,9 +265,9 @@ class ExplainerMethod(Method):
         from p2pvision.explain.registry import ALIASES, EXPLAINERS, make_explainer
         from p2pvision.regions import make_partitioner
 
-        base = next((context.methods[name] for name in self.explains if name in context.methods), None)
+        base = next((context.methods[name] for name in self.depends_on if name in context.methods), None)
         if base is None:
-            raise ConfigError(f"method '{self.name}' explains {self.explains}, none of which runs on "
+            raise ConfigError(f"method '{self.name}' explains {self.depends_on}, none of which runs on "
                               f"data set '{context.dataset}'")  # fmt: skip
         self.model = base.classifier
         params = dict(self.spec.get("params") or {})

@@ -184,6 +184,9 @@ def settings_section(results: dict[str, Any]) -> str:
                 methods.append(cell["method"])
     for (dataset, settings), methods in scores.items():
         parts.append(_settings_row(dataset, images[dataset], ", ".join(methods), settings=settings))
+    for dataset, settings in results.get("stability", {}).items():
+        shown = {"metric": "map_similarity between seeds", **settings}
+        parts.append(_settings_row(dataset, settings["images"], "every method with a map", settings=shown))
     parts.append("</table>")
     return "".join(parts)
 
