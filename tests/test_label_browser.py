@@ -7,10 +7,10 @@ import threading
 from pathlib import Path
 
 import numpy as np
-import pytest
 from browser import chromium_page
 from inv_helpers import make_runs
 from PIL import Image
+from playwright.sync_api import expect
 
 from p2pvision.inv.global_explanation import build_global_explanation, write_global_explanation
 from p2pvision.inv.runs import find_runs
@@ -18,7 +18,6 @@ from p2pvision.label.server import LabelApp, make_server, server_url
 from p2pvision.label.store import AnswerStore
 from p2pvision.label.tasks import load_tasks
 
-pytest.importorskip("playwright.sync_api")
 INJECTED = "<img src=x onerror=window.pwned=1>"
 
 
@@ -40,14 +39,14 @@ def test_a_labelling_round_in_chromium_lands_in_sqlite_and_the_global_page_rende
             page.click("#more")
             page.click("#more")
             assert page.text_content("#percent").startswith("8% of the photo visible (step 3 of 6)")
-            page.wait_for_function("document.getElementById('reveal').complete")
+            expect(page.locator("#reveal")).to_have_js_property("complete", True)
             assert page.evaluate("document.getElementById('reveal').naturalWidth") == 64
             target = app.tasks[first_task]["target_name"]
             page.select_option("#guess", target)
             page.fill("#features", f"fur,  striped fur , {INJECTED}")
             page.click("#submit")
-            page.wait_for_function("document.getElementById('status').textContent === 'Saved.'")
-            page.wait_for_function("document.getElementById('progress').textContent.startsWith('Cluster map 2')")
+            expect(page.locator("#status")).to_have_text("Saved.")  # (the app's CSP forbids wait_for_function's eval)
+            expect(page.locator("#progress")).to_have_text(f"Cluster map 2 of {len(app.order)}")
             assert page.evaluate("window.pwned") is None and page.errors == []
         stored = store.answers()
         assert len(stored) == 1

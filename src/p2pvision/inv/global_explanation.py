@@ -205,7 +205,8 @@ def class_plot(explanation: GlobalExplanation, class_name: str, path: str | os.P
     axis.set_xticks(range(len(layers)), layers, rotation=20, fontsize=8)
     axis.set_xlabel("layer (shallow to deep)")
     axis.set_ylabel("share of label score (%)")
-    axis.set_title(f"{class_name}: concepts across layers ({len(explanation.images.get(class_name, []))} images)")
+    count = len(explanation.images.get(class_name, []))
+    axis.set_title(f"{class_name}: concepts across layers ({count} image{'s' if count != 1 else ''})")
     axis.set_ylim(bottom=0)
     axis.grid(alpha=0.3)
     if axis.lines:
