@@ -156,6 +156,7 @@ def test_api_serves_tasks_and_images_and_stores_valid_answers_once(served) -> No
     big = json.dumps({**good, "pad": "x" * 20000}).encode()
     assert call(url, "POST", "/api/answers", big, {"Content-Type": "application/json"})[0] == 413
     assert post(url, good, Origin="http://evil.example")[0] == 403
+    assert call(url, "GET", "/api/task?labeller=x", headers={"Host": "evil.example:80"})[0] == 403  # rebinding
     assert call(url, "POST", "/api/answers", b"{not json", {"Content-Type": "application/json"})[0] == 400
     status, _, body = call(url, "GET", "/api/task?labeller=ann")
     assert json.loads(body)["task_id"] != task["task_id"]  # ann's next task is one she has not answered

@@ -6,8 +6,9 @@ For one image, a target class c and a convolutional layer with feature maps ``A_
    ``w_k = 100 alpha_k / sum alpha`` (percent of the layer's positive evidence);
 2. channels below ``channel_share`` times the uniform share (``0.896 * 100 / K`` percent) are dropped;
 3. each kept map is flattened, min-max normalised and embedded with PCA (at most 50 dimensions), then t-SNE
-   to 2-d (``embedding="pca"`` stops after a 2-d PCA);
-4. agglomerative Ward clustering of the embedding, the number of clusters in 3..8 chosen by silhouette score;
+   to 2-d (``embedding="pca"``, or fewer than 5 kept channels: a 2-d PCA only);
+4. agglomerative Ward clustering of the embedding, the number of clusters in 3..8 chosen by silhouette score
+   (with 3 or fewer kept channels each is its own cluster);
 5. a cluster weighs the sum of its members' weights; clusters below ``max(max_w / 3, mean_w / 2)`` are dropped;
 6. a cluster map is the weight-averaged map of its members. Since ``W_c * map_c = sum_{k in c} w_k A_k``, the
    weighted sum of a layer's cluster maps is its (guided-gradient) Grad-CAM up to the dropped channels and

@@ -66,6 +66,7 @@ class LabelApp:
         store.register_tasks(tasks.values())
         self._static = {name: resources.files("p2pvision.label").joinpath("static", name).read_bytes()
                         for name in ("index.html", "app.js", "style.css")}  # fmt: skip
+        self.allowed_hosts: set[str] | None = None  # set by make_server when listening on loopback
         self._images: dict[Path, bytes] = {}
         self._images_lock = threading.Lock()
 
@@ -147,6 +148,14 @@ class LabelHandler(BaseHTTPRequestHandler):
     def _error(self, status: HTTPStatus, message: str) -> None:
         self._json(status, {"error": message})
 
+    def _host_allowed(self) -> bool:
+        """On a loopback address only loopback host names are served: a page on another site that rebinds its
+        own name to 127.0.0.1 (DNS rebinding) gets nothing."""
+        allowed = self.app.allowed_hosts
+        if allowed is None:
+            return True
+        return (self.headers.get("Host") or "").lower() in allowed
+
     def _same_origin(self) -> bool:
         origin = self.headers.get("Origin")
         if origin is None:
@@ -155,6 +164,9 @@ class LabelHandler(BaseHTTPRequestHandler):
 
     # -- routes --------------------------------------------------------------------------------------------
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        if not self._host_allowed():
+            self._error(HTTPStatus.FORBIDDEN, "unknown Host: open the app at the address it printed")
+            return
         url = urlsplit(self.path)
         path = url.path
         if path in ("/", "/index.html"):
@@ -194,7 +206,7 @@ class LabelHandler(BaseHTTPRequestHandler):
         if urlsplit(self.path).path != "/api/answers":
             self._error(HTTPStatus.NOT_FOUND, "POST answers to /api/answers")
             return
-        if not self._same_origin():
+        if not (self._host_allowed() and self._same_origin()):
             self._error(HTTPStatus.FORBIDDEN, "answers are accepted from this app's own page only")
             return
         if not (self.headers.get("Content-Type") or "").startswith("application/json"):
@@ -226,7 +238,11 @@ class LabelServer(ThreadingHTTPServer):
 def make_server(app: LabelApp, host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> LabelServer:
     """A server bound to ``host:port`` (port 0: a free port; read it from ``server.server_address``)."""
     handler = type("BoundLabelHandler", (LabelHandler,), {"app": app, "quiet": quiet})
-    return LabelServer((host, port), handler)
+    server = LabelServer((host, port), handler)
+    bound = server.server_address[1]
+    if host in ("localhost", "::1") or host.startswith("127."):
+        app.allowed_hosts = {f"{name}:{bound}" for name in ("127.0.0.1", "localhost", "[::1]", host)}
+    return server
 
 
 def server_url(server: LabelServer) -> str:
