@@ -73,13 +73,13 @@ def run_serve(args: argparse.Namespace) -> int:
         except OSError as exc:
             message = f"cannot listen on {args.host}:{args.port} ({exc.strerror}): choose another --port"
             raise ConfigError(message) from exc
-        if threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop ends it like Ctrl-C
-        print(f"{len(tasks)} cluster maps to label; {store.count()} answers so far in {Path(args.db).resolve()}")
-        if not _is_loopback(args.host):
-            print(f"warning: listening on {args.host}: anyone who can reach this address can submit answers")
-        print(f"labelling app: {server_url(server)} (Ctrl-C stops it)", flush=True)
         try:
+            if threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop ends it like Ctrl-C
+            print(f"{len(tasks)} cluster maps to label; {store.count()} answers so far in {Path(args.db).resolve()}")
+            if not _is_loopback(args.host):
+                print(f"warning: listening on {args.host}: anyone who can reach this address can submit answers")
+            print(f"labelling app: {server_url(server)} (Ctrl-C stops it)", flush=True)
             server.serve_forever(poll_interval=0.2)
         except KeyboardInterrupt:
             pass
