@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import math
+import os
 import time
 import warnings
 from collections import defaultdict
@@ -83,8 +84,10 @@ class EvaluationModule(L.LightningModule):
 
 
 def _device(hardware: dict[str, Any]) -> torch.device:
-    gpu = hardware["accelerator"] in ("gpu", "cuda", "auto") and torch.cuda.is_available()
-    return torch.device("cuda" if gpu else "cpu")
+    """The device of this process (its own GPU under DDP) for the work outside the test loop."""
+    if hardware["accelerator"] in ("gpu", "cuda", "auto") and torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
 
 
 def _examples(method: Method, dataset: Dataset, count: int, device: torch.device, labelled: bool) -> EvalInputs:
@@ -265,8 +268,10 @@ class _Runner:
         metrics = [make_metric(metric) for metric in spec.metrics]
         L.seed_everything(seed, verbose=False)
         record, examples = evaluate_cell(method, metrics, dataset, self.config, labelled, self.progress)
+        names = dataset.classes or getattr(examples.model, "class_names", None)  # e.g. ImageNet's on the photos
         record.update({"key": key, "dataset": spec.name, "method": method_spec.name, "seed": seed,
-                       "examples": f"{stem}.safetensors", "method_settings": method.settings})  # fmt: skip
+                       "examples": f"{stem}.safetensors", "method_settings": method.settings,
+                       "class_names": names})  # fmt: skip
         if rank_zero_only.rank == 0:
             _save_examples(examples, self.out / record["examples"])
             write_json(path, record)

@@ -134,9 +134,14 @@ def example_grid(results: dict[str, Any], dataset: str, out: Path) -> str:
     cells = [c for c in results["cells"] if c["dataset"] == dataset]
     if not cells:
         return ""
-    stored = {c["method"]: load_examples(out / c["examples"]) for c in cells if c["seed"] == cells[0]["seed"]}
-    classes = results["datasets"][dataset].get("classes")
-    name = lambda index: classes[index] if classes and 0 <= index < len(classes) else f"class {index}"  # noqa: E731
+    first = [c for c in cells if c["seed"] == cells[0]["seed"]]
+    stored = {c["method"]: load_examples(out / c["examples"]) for c in first}
+    names = {c["method"]: c.get("class_names") or [] for c in first}
+
+    def name(index: int, method: str | None = None) -> str:
+        classes = results["datasets"][dataset].get("classes") or names.get(method) or []
+        return classes[index] if 0 <= index < len(classes) else f"class {index}"
+
     reference = next(iter(stored.values()))
     rows = []
     for index in range(min(results["examples"], len(reference["images"]))):
@@ -147,7 +152,7 @@ def example_grid(results: dict[str, Any], dataset: str, out: Path) -> str:
         cols = [f"<td><img src='{original}' alt='image {index}'>{_e(label)}</td>"]
         for method, tensors in stored.items():
             picture = png_uri(_overlay(tensors, index))
-            predicted = name(int(tensors["predicted"][index]))
+            predicted = name(int(tensors["predicted"][index]), method)
             cols.append(f"<td><img src='{picture}' alt='{_e(method)} {index}'>{_e(predicted)}</td>")
         rows.append(f"<tr>{''.join(cols)}</tr>")
     header = "<th>image (true class)</th>" + "".join(f"<th>{_e(m)} (predicted)</th>" for m in stored)
