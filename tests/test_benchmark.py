@@ -84,7 +84,7 @@ def benchmark(tmp_path_factory):
     folder = tmp_path_factory.mktemp("benchmark")
     torch.manual_seed(0)
     config = P2PConfig(num_classes=10, image_size=32, classifier="test_resnet", selector_backbone="test_resnet",
-                       selector_levels=(1, 2), head_channels=8, max_regions=16,
+                       selector_levels=(1, 2), head_channels=8, max_regions=16, tau_grid=(0.25, 0.5, 1.0),
                        partition={"name": "slic", "n_segments": 16, "compactness": 20.0})  # fmt: skip
     save_p2p(P2PModel(config), folder / "p2p")
     path = folder / "tiny.yaml"
