@@ -171,6 +171,10 @@ def test_config_errors_name_the_setting():
         ({"methods": {"b": {"kind": "blackbox", "datasets": ["e"]}}}, "names data set 'e', which is not defined"),
         ({"metrics": [{"name": "rise", "mode": "up"}]}, "mode must be one of insertion, deletion"),
         ({"seeds": 3}, "seeds must be a list of integers"),
+        ({"datasets": {"d": {"data": DATA}, "p": {"data": {"source": "photos"}}},
+          "methods": {"b": {"kind": "blackbox", "classifier": "test_resnet", "datasets": ["d"]},
+                      "e": {"kind": "explainer", "explainer": "grad_cam", "explains": "b"}}},
+         "method 'e' uses b, none of which runs on data set 'p'"),
     ]
     for change, fragment in cases:
         with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):

@@ -188,11 +188,23 @@ def benchmark_from_dict(data: dict[str, Any], source: str = "config") -> Benchma
         for dataset in spec.datasets or []:
             if dataset not in datasets:
                 raise ConfigError(f"{source}: method '{spec.name}' names data set '{dataset}', which is not defined")
-    seeds = data.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-        raise ConfigError(f"{source}: seeds must be a list of integers, got {seeds!r}")
-    return BenchmarkConfig(
-        name=str(data.get("name", Path(source).stem)), seeds=seeds, datasets=datasets, methods=methods,
+    config = BenchmarkConfig(
+        name=str(data.get("name", Path(source).stem)), seeds=_seeds(data, source), datasets=datasets, methods=methods,
         batch_size=int(data.get("batch_size", 32)), examples=int(data.get("examples", 6)),
         stored_images=int(data.get("stored_images", 16)), hardware=hardware,
     )  # fmt: skip
+    for dataset in datasets:
+        here = {spec.name for spec in config.methods_for(dataset)}
+        for spec in config.methods_for(dataset):
+            needs = spec.build().depends_on
+            if needs and not here.intersection(needs):
+                raise ConfigError(f"{source}: method '{spec.name}' uses {', '.join(needs)}, none of which runs on "
+                                  f"data set '{dataset}': list the data sets it runs on (datasets: [...])")  # fmt: skip
+    return config
+
+
+def _seeds(data: dict[str, Any], source: str) -> list[int]:
+    seeds = data.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
+        raise ConfigError(f"{source}: seeds must be a list of integers, got {seeds!r}")
+    return seeds
