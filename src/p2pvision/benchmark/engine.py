@@ -65,13 +65,19 @@ def run_batch(method: Method, batch: dict[str, Any], device: torch.device, label
 
 class EvaluationModule(L.LightningModule):
     """Lightning test loop of one cell: each process takes every world_size-th image (no padding, so sums are
-    exact) and updates the metrics, whose states Lightning keeps on the device and adds up over processes."""
+    exact) and updates the metrics that apply to the method, whose states Lightning keeps on the device and adds
+    up over processes. The outputs of the first ``stored`` images (those of this process) are kept on the CPU."""
 
-    def __init__(self, method: Method, metrics: list[Metric], dataset: Dataset, batch_size: int, labelled: bool):
+    def __init__(
+        self, method: Method, metrics: list[Metric], dataset: Dataset, batch_size: int, labelled: bool, stored: int
+    ) -> None:
         super().__init__()
         self.method, self.dataset, self.batch_size, self.labelled = method, dataset, batch_size, labelled
         self.networks = nn.ModuleList(method.networks())
         self.metrics = nn.ModuleList(metrics)
+        self.stored = stored
+        self.kept: list[dict[str, Tensor]] = []
+        self.class_names: list[str] | None = None
 
     def test_dataloader(self) -> DataLoader:
         world, rank = self.trainer.world_size, self.trainer.global_rank
@@ -80,32 +86,30 @@ class EvaluationModule(L.LightningModule):
     def test_step(self, batch: dict[str, Any], batch_index: int) -> None:
         inputs = run_batch(self.method, batch, self.device, self.labelled)
         for metric in self.metrics:
-            metric.update(inputs)
+            if metric.applicable(inputs):
+                metric.update(inputs)
+        world, rank = self.trainer.world_size, self.trainer.global_rank
+        positions = torch.arange(len(inputs)) + batch_index * self.batch_size
+        rows = (rank + positions * world < self.stored).nonzero().flatten()
+        if len(rows):
+            self.kept.append({name: getattr(inputs, name)[rows.to(inputs.images.device)].detach().cpu()
+                              for name in STORED if getattr(inputs, name) is not None})  # fmt: skip
+            self.class_names = getattr(inputs.model, "class_names", None)
 
 
 def _device(hardware: dict[str, Any]) -> torch.device:
-    """The device of this process (its own GPU under DDP) for the work outside the test loop."""
+    """The device of this process (its own GPU under DDP)."""
     if hardware["accelerator"] in ("gpu", "cuda", "auto") and torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
 
 
-def _examples(method: Method, dataset: Dataset, count: int, device: torch.device, labelled: bool) -> EvalInputs:
-    for network in method.networks():
-        network.to(device)
-    batch = next(iter(DataLoader(Subset(dataset, range(min(count, len(dataset)))), batch_size=count)))
-    with torch.no_grad():
-        return run_batch(method, batch, device, labelled)
-
-
-def _save_examples(inputs: EvalInputs, path: Path) -> None:
-    tensors = {"images": (inputs.images.clamp(0, 1) * 255).round().to(torch.uint8)}
-    for name in STORED[1:]:
-        value = getattr(inputs, name)
-        if value is not None:
-            tensors[name] = value.to(torch.uint8) if value.dtype == torch.bool else value
+def _save_examples(kept: list[dict[str, Tensor]], path: Path) -> None:
+    tensors = {name: torch.cat([part[name] for part in kept]) for name in kept[0]}
+    tensors["images"] = (tensors["images"].clamp(0, 1) * 255).round().to(torch.uint8)
+    tensors = {name: value.to(torch.uint8) if value.dtype == torch.bool else value for name, value in tensors.items()}
     with atomic_path(path) as tmp:
-        save_file({key: value.detach().cpu().contiguous() for key, value in tensors.items()}, str(tmp))
+        save_file({key: value.contiguous() for key, value in tensors.items()}, str(tmp))
 
 
 def load_examples(path: str | Path) -> dict[str, Tensor]:
@@ -115,15 +119,14 @@ def load_examples(path: str | Path) -> dict[str, Tensor]:
 
 def evaluate_cell(
     method: Method, metrics: list[Metric], dataset: Dataset, config: BenchmarkConfig, labelled: bool, progress: bool
-) -> tuple[dict[str, Any], EvalInputs]:
+) -> tuple[dict[str, Any], EvaluationModule]:
     """Evaluate ``metrics`` (those that apply to the method) over ``dataset``; returns the cell record and the
-    inputs of the first ``stored_images`` images."""
+    module, which holds the outputs of the first ``stored_images`` images."""
     device = _device(config.hardware)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    examples = _examples(method, dataset, max(config.stored_images, config.examples), device, labelled)
-    applicable = [metric for metric in metrics if metric.applicable(examples)]
-    module = EvaluationModule(method, applicable, dataset, config.batch_size, labelled)
+    stored = max(config.stored_images, config.examples)
+    module = EvaluationModule(method, metrics, dataset, config.batch_size, labelled, stored)
     trainer = L.Trainer(
         **config.hardware, logger=False, enable_checkpointing=False, enable_progress_bar=progress,
         enable_model_summary=False, inference_mode=False, use_distributed_sampler=False,
@@ -131,6 +134,7 @@ def evaluate_cell(
     started = time.perf_counter()
     trainer.test(module, verbose=False)
     seconds = time.perf_counter() - started
+    applicable = [metric for metric in metrics if metric.update_count > 0]  # the same on every process
     values, directions, groups, curves = {}, {}, {}, {}
     for metric in applicable:
         values.update(metric.compute())
@@ -153,7 +157,7 @@ def evaluate_cell(
     histogram = next((m.histogram() for m in applicable if hasattr(m, "histogram")), None)
     if histogram is not None:
         record["kept_histogram"] = histogram
-    return record, examples
+    return record, module
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -267,13 +271,13 @@ class _Runner:
         method = self.load(method_spec, context)
         metrics = [make_metric(metric) for metric in spec.metrics]
         L.seed_everything(seed, verbose=False)
-        record, examples = evaluate_cell(method, metrics, dataset, self.config, labelled, self.progress)
-        names = dataset.classes or getattr(examples.model, "class_names", None)  # e.g. ImageNet's on the photos
+        record, module = evaluate_cell(method, metrics, dataset, self.config, labelled, self.progress)
+        names = dataset.classes or module.class_names  # the classifier's (ImageNet's on the photos) if no labels
         record.update({"key": key, "dataset": spec.name, "method": method_spec.name, "seed": seed,
                        "examples": f"{stem}.safetensors", "method_settings": method.settings,
                        "class_names": names})  # fmt: skip
         if rank_zero_only.rank == 0:
-            _save_examples(examples, self.out / record["examples"])
+            _save_examples(module.kept, self.out / record["examples"])
             write_json(path, record)
         print(f"{header}: {record['images']} images in {record['seconds']:.1f} s", flush=True)
         return record
