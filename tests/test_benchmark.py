@@ -189,4 +189,5 @@ def test_shipped_benchmark_configs_load():
         assert config.methods and config.datasets, name
     cpu = load_benchmark("cpu", ["seeds=[0]"])
     assert cpu.seeds == [0] and {"p2p@delta=0.8", "grad_cam", "blackbox"} <= set(cpu.methods)
+    assert load_benchmark("cpu").seeds_for("photos") == [0]
     assert "test_centre" in METHODS  # registered by this module: how baselines plug in

@@ -27,9 +27,9 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
 
     config = load_benchmark(args.config, args.overrides)
     out = Path(args.out or Path("results") / f"benchmark-{config.name}")
-    cells = sum(len(config.methods_for(name)) for name in config.datasets) * len(config.seeds)
+    cells = sum(len(config.methods_for(name)) * len(config.seeds_for(name)) for name in config.datasets)
     print(f"benchmark '{config.name}': {cells} cells ({len(config.datasets)} data sets, {len(config.methods)} "
-          f"methods, {len(config.seeds)} seeds) -> {out}")  # fmt: skip
+          f"methods, seeds {config.seeds}) -> {out}")  # fmt: skip
     results = run_benchmark(config, out, progress=not args.quiet)
     print(f"finished in {results['seconds']:.0f} s")
     for name in ("results.md", "results.csv", "report.html"):

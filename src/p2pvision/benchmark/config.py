@@ -17,6 +17,7 @@
                                                                         # of one (its data section)
         split: test
         images: 200        # the first 200 of the split (default: all)
+        seeds: [0]         # optional: replaces the seeds above for this data set
         metrics: [...]     # optional: replaces (or with `extra_metrics:` extends) the list above
       photos:
         data: {source: photos, image_size: 224}
@@ -58,6 +59,7 @@ class DatasetSpec:
     split: str = "test"
     images: int | None = None
     metrics: list[Any] = field(default_factory=list)
+    seeds: list[int] | None = None  # replaces the benchmark's seeds (e.g. one seed where nothing is random)
 
 
 @dataclass
@@ -89,6 +91,10 @@ class BenchmarkConfig:
     examples: int = 6
     stored_images: int = 16
     hardware: dict[str, Any] = field(default_factory=lambda: dict(HARDWARE))
+
+    def seeds_for(self, dataset: str) -> list[int]:
+        """The seeds ``dataset`` is evaluated with."""
+        return self.datasets[dataset].seeds or self.seeds
 
     def methods_for(self, dataset: str) -> list[MethodSpec]:
         """The methods that run on ``dataset``, in config order."""
@@ -173,13 +179,14 @@ def benchmark_from_dict(data: dict[str, Any], source: str = "config") -> Benchma
         if isinstance(entry["data"], str):  # the data section of a training config
             entry["data"] = load_experiment(entry["data"]).to_dict()["data"]
         metrics = list(entry.pop("metrics", default_metrics)) + list(entry.pop("extra_metrics", []))
-        extra = sorted(set(entry) - {"data", "split", "images"})
+        extra = sorted(set(entry) - {"data", "split", "images", "seeds"})
         if extra:
             raise ConfigError(f"{source}: data set '{name}': unknown setting(s) {', '.join(extra)}")
         for metric in metrics:
             make_metric(metric)  # checks names and parameters now
         split, images = entry.get("split", "test"), entry.get("images")
-        datasets[name] = DatasetSpec(name, dict(entry["data"]), split, images, metrics)
+        seeds = _seeds(entry, f"{source}: data set '{name}'") if "seeds" in entry else None
+        datasets[name] = DatasetSpec(name, dict(entry["data"]), split, images, metrics, seeds)
     methods: dict[str, MethodSpec] = {}
     for name, entry in data["methods"].items():
         for spec in _expand_method(name, entry):

@@ -224,7 +224,7 @@ class _Runner:
 
     def __init__(self, config: BenchmarkConfig, out: Path, progress: bool) -> None:
         self.config, self.out, self.progress = config, out, progress
-        self.total = sum(len(config.methods_for(name)) for name in config.datasets) * len(config.seeds)
+        self.total = sum(len(config.methods_for(name)) * len(config.seeds_for(name)) for name in config.datasets)
         self.done = 0
         self.classes: dict[str, list[str] | None] = {}
 
@@ -232,7 +232,8 @@ class _Runner:
         """Hash of everything a cell's result depends on, including the methods it uses (``depends_on``)."""
         names = method.build().depends_on
         depends = {name: self.config.methods[name].settings for name in names if name in self.config.methods}
-        return params_key({"dataset": dataclasses.asdict(dataset), "method": method.settings, "depends": depends,
+        described = {key: value for key, value in dataclasses.asdict(dataset).items() if key != "seeds"}
+        return params_key({"dataset": described, "method": method.settings, "depends": depends,
                            "seed": seed, "stored": self.config.stored_images, "format": CELL_FORMAT})  # fmt: skip
 
     def load(self, spec: MethodSpec, context: Context) -> Method:
@@ -252,7 +253,7 @@ class _Runner:
         self.classes[spec.name] = dataset.classes
         labelled = dataset.classes is not None
         records = []
-        for seed in self.config.seeds:
+        for seed in self.config.seeds_for(spec.name):
             context = Context(spec.name, spec.data, dataset.classes, seed, self.out / "models", progress=self.progress)
             for method_spec in self.config.methods_for(spec.name):
                 records.append(self.run_cell(spec, method_spec, seed, context, dataset, labelled))

@@ -53,14 +53,14 @@ def directions_of(cells: dict[tuple[str, str], dict[str, Any]]) -> dict[str, boo
 
 def markdown_tables(results: dict[str, Any]) -> str:
     rows = results["table"]
-    seeds = len(results["seeds"])
-    parts = [f"# Benchmark '{results['name']}'\n", f"Mean ± sample standard deviation over {seeds} seed(s) "
-             f"({', '.join(map(str, results['seeds']))}); arrows give the direction of better.\n"]  # fmt: skip
+    parts = [f"# Benchmark '{results['name']}'\n", "Mean ± sample standard deviation over the seeds of each data "
+             "set (seed stability: over the pairs of seeds); arrows give the direction of better.\n"]  # fmt: skip
     for dataset, info in results["datasets"].items():
         count = next((c["images"] for c in results["cells"] if c["dataset"] == dataset), None)
         if count is None:
             continue
-        parts.append(f"\n## {dataset} ({info['split']} split, {count} images)\n")
+        seeds = info.get("seeds") or results["seeds"]
+        parts.append(f"\n## {dataset} ({info['split']} split, {count} images, seeds {seeds})\n")
         for group in groups_of(rows, dataset):
             methods, metrics, cells = pivot(rows, dataset, group)
             directions = directions_of(cells)

@@ -207,7 +207,10 @@ def render_report(results: dict[str, Any], out: Path) -> str:
         f"{results['seconds']:.0f} s in this run (cells done earlier are not recomputed).</p>",
     ]
     for dataset in results["datasets"]:
-        body.append(f"<h2>{_e(dataset)}</h2>")
+        info = results["datasets"][dataset]
+        count = next((c["images"] for c in results["cells"] if c["dataset"] == dataset), 0)
+        seeds = ", ".join(map(str, info.get("seeds") or results["seeds"]))
+        body.append(f"<h2>{_e(dataset)}</h2><p class=note>{_e(info['split'])} split, {count} images, seeds {seeds}</p>")
         body.extend(results_table(results, dataset, group) for group in groups_of(results["table"], dataset))
         for caption, uri in _figures(results, dataset):
             body.append(f"<figure><img src='{uri}' alt='{_e(caption)}'><figcaption>{_e(caption)}</figcaption></figure>")
