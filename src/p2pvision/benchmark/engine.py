@@ -225,7 +225,7 @@ class _Runner:
     def __init__(self, config: BenchmarkConfig, out: Path, progress: bool) -> None:
         self.config, self.out, self.progress = config, out, progress
         self.total = sum(len(config.methods_for(name)) * len(config.seeds_for(name)) for name in config.datasets)
-        self.done = 0
+        self.done = self.computed = 0
         self.classes: dict[str, list[str] | None] = {}
 
     def cell_key(self, dataset: DatasetSpec, method: MethodSpec, seed: int) -> str:
@@ -280,6 +280,7 @@ class _Runner:
         if rank_zero_only.rank == 0:
             _save_examples(module.kept, self.out / record["examples"])
             write_json(path, record)
+        self.computed += 1
         print(f"{header}: {record['images']} images in {record['seconds']:.1f} s", flush=True)
         return record
 
@@ -323,6 +324,7 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path, progress: bool = Tru
         "table": rows,
         "stability": stability,
         "seconds": time.perf_counter() - started,
+        "computed": runner.computed,
         "versions": {"torch": torch.__version__},
     }  # fmt: skip
     if rank_zero_only.rank == 0:

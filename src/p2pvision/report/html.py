@@ -198,13 +198,13 @@ def settings_section(results: dict[str, Any]) -> str:
 
 def render_report(results: dict[str, Any], out: Path) -> str:
     """The report as one HTML string (example maps are read from the cell files under ``out``)."""
-    seeds = ", ".join(map(str, results["seeds"]))
     body = [
         f"<h1>Benchmark '{_e(results['name'])}'</h1>",
-        f"<p class=note>{len(results['cells'])} cells, seeds {seeds}; values are mean ± sample standard deviation "
-        f"over seeds, arrows give the direction of better, the best value per column is bold. "
-        f"Hardware: {_e(json.dumps(results['hardware']))}; torch {_e(results['versions']['torch'])}; "
-        f"{results['seconds']:.0f} s in this run (cells done earlier are not recomputed).</p>",
+        "<p class=note>Values are mean ± sample standard deviation over the seeds of each data set; arrows give the "
+        "direction of better; the best value per column is bold. "
+        f"Hardware: {_e(json.dumps(results['hardware']))}; torch {_e(results['versions']['torch'])}. "
+        f"This run computed {results.get('computed', '?')} of {len(results['cells'])} cells in "
+        f"{results['seconds']:.0f} s (the others were done earlier).</p>",
     ]
     for dataset in results["datasets"]:
         info = results["datasets"][dataset]
