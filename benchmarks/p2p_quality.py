@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 from pathlib import Path
@@ -63,7 +64,7 @@ def train_p2p(task: str, seed: int, cell: Path, overrides: list[str]) -> Path:
     config.train.epochs -= config.train.warmup_epochs
     config.train.warmup_epochs = 0
     config.model["classifier_weights"] = str(cell / "blackbox-warmup" / "model.safetensors")
-    return run_training(config, cell / "p2p")
+    return run_training(config, cell / "p2p", resume=(cell / "p2p" / "checkpoints" / "last.ckpt").is_file())
 
 
 @torch.no_grad()
@@ -143,9 +144,19 @@ def main() -> None:
         for task in args.tasks:
             for seed in args.seeds:
                 cell = out / task / f"seed-{seed}"
-                train_blackbox(task, seed, cell, args.overrides)
-                train_p2p(task, seed, cell, args.overrides)
-                evaluate_cell(task, seed, cell, args.overrides)
+                cell.mkdir(parents=True, exist_ok=True)
+                try:  # another process may be working on this cell
+                    lock = os.open(cell / ".lock", os.O_CREAT | os.O_EXCL)
+                except FileExistsError:
+                    print(f"skipping {cell}: {cell / '.lock'} exists (delete it if no process works there)")
+                    continue
+                try:
+                    train_blackbox(task, seed, cell, args.overrides)
+                    train_p2p(task, seed, cell, args.overrides)
+                    evaluate_cell(task, seed, cell, args.overrides)
+                finally:
+                    os.close(lock)
+                    os.unlink(cell / ".lock")
     text = table(out)
     (out / "table.md").write_text(text + "\n")
     print(text)
