@@ -46,6 +46,7 @@ def train_blackbox(task: str, seed: int, cell: Path, overrides: list[str]) -> Pa
     config = load_experiment(f"semisynthetic_{task}", [f"train.seed={seed}", "train.mode=classifier", *overrides])
     warm, full = config.train.warmup_epochs, config.train.epochs
     config.train.lr = config.train.warmup_lr or config.train.lr
+    config.train.warmup_epochs, config.train.warmup_lr = 0, None  # P2P-only settings: not part of this run
     if not (cell / "blackbox-warmup" / "model.safetensors").is_file():
         config.train.epochs = warm
         run_training(config, cell / "blackbox")
