@@ -93,6 +93,21 @@ def test_expected_kept_fraction_is_area_weighted(model, batch):
     assert outputs.areas.sum(1).tolist() == [32 * 32] * 6
 
 
+def test_test_time_mask_training_sees_what_inference_sees_and_passes_gradients(model, batch):
+    images, regions = batch
+    tau = torch.full((len(images),), 0.3)
+    output = model(images, regions, tau, stochastic=False, temperature=0.5)
+    features = model.selector.features(images)
+    logits, outputs = model.classify_at(features, images, regions, tau)
+    kept = ((outputs.logits > 0) & (outputs.areas > 0)).float()
+    assert torch.allclose(output.masks[:, 0], kept, atol=1e-6)  # the inference mask: mu > 0, no sampling
+    assert torch.allclose(output.logits, logits, atol=1e-5)
+    output.logits.sum().backward()
+    # the mask depends on the selector only through the straight-through estimator
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.selector.parameters())
+    model.zero_grad()
+
+
 def test_removed_regions_are_black_and_kept_pixels_untouched(model, batch):
     images, regions = batch
     masks = (torch.arange(16) % 2 == 0).float().expand(6, 1, 16)

@@ -52,6 +52,10 @@ class P2PConfig:
     mc_samples: int = 1
     straight_through: bool = False
     hard_mask_prob: float = 0.0  # share of training batches that use straight-through hard masks
+    # Share of training batches masked exactly as at test time: keep mu > 0, no sampling; gradients flow
+    # straight through sigmoid(mu / temperature). Stops the selector from settling on "keep any ~p of the
+    # regions at random" (all mu < 0), which sampled masks reward when every region is informative.
+    test_mask_prob: float = 0.0
     jitter: float = 1e-4  # variance of the independent part of the region covariance (Sigma = E E^T + jitter I)
     fill: str = "black"
     # Loss.
@@ -76,6 +80,8 @@ class P2PConfig:
             (self.temperature_start > 0 and self.temperature_end > 0, "temperatures must be > 0"),
             (self.mc_samples >= 1, f"mc_samples={self.mc_samples}: must be >= 1"),
             (0 <= self.hard_mask_prob <= 1, f"hard_mask_prob={self.hard_mask_prob}: must lie in [0, 1]"),
+            (0 <= self.test_mask_prob <= 1, f"test_mask_prob={self.test_mask_prob}: must lie in [0, 1]"),
+            (self.hard_mask_prob + self.test_mask_prob <= 1, "hard_mask_prob + test_mask_prob must be <= 1"),
             (self.sparsity_loss in ("log", "l1"), f"sparsity_loss='{self.sparsity_loss}': use 'log' or 'l1'"),
             (self.max_regions >= 1, f"max_regions={self.max_regions}: must be >= 1"),
             (self.embedding_dim >= 1, f"embedding_dim={self.embedding_dim}: must be >= 1"),

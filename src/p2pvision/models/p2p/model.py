@@ -145,7 +145,7 @@ class P2PModel(nn.Module):
         hard: bool = False,
         samples: int | None = None,
     ) -> P2POutput:
-        """One pass with masks that are relaxed samples (``stochastic``), or hard ``mu > 0`` masks.
+        """One pass with masks that are relaxed samples (``stochastic``), or the test-time hard ``mu > 0`` masks.
 
         ``hard`` with ``stochastic`` gives straight-through hard samples (gradients of the relaxed ones).
         """
@@ -156,8 +156,8 @@ class P2PModel(nn.Module):
             masks = relaxed_bernoulli(z, temperature)
             if hard or self.config.straight_through:
                 masks = straight_through(masks)
-        else:
-            masks = (outputs.logits > 0).to(outputs.logits.dtype)[:, None]
+        else:  # the test-time mask (mu > 0), with straight-through gradients of sigmoid(mu / temperature)
+            masks = straight_through(torch.sigmoid(outputs.logits / temperature))[:, None]
         masks = masks * (outputs.areas[:, None] > 0)
         logits = self.classifier(self.masked_images(images, regions, masks))
         return P2POutput(logits, masks, outputs, tau)
