@@ -92,9 +92,9 @@ class P2PLightning(_SeededEpochs):
         draw = float(torch.rand(()))
         test_mask = draw < config.test_mask_prob
         hard = not test_mask and draw < config.test_mask_prob + config.hard_mask_prob
-        output = self.model(
-            batch["image"], batch["regions"], temperature=config.temperature(progress), stochastic=not test_mask, hard=hard
-        )
+        temperature = config.temperature(progress)
+        images, regions = batch["image"], batch["regions"]
+        output = self.model(images, regions, temperature=temperature, stochastic=not test_mask, hard=hard)
         losses = self.model.loss(output, batch["label"], config.sparsity_weight(progress))
         samples = output.masks.shape[1]
         accuracy = (output.logits.argmax(-1) == batch["label"].repeat_interleave(samples)).float().mean()
