@@ -12,10 +12,12 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
+from p2pvision.baselines.checkpoint import save_baseline
 from p2pvision.cache import atomic_path, write_json
 from p2pvision.errors import ConfigError
 from p2pvision.models.backbones import save_classifier
 from p2pvision.models.p2p.checkpoint import save_p2p
+from p2pvision.train.baselines import BASELINE_MODES
 from p2pvision.train.data import P2PDataModule
 from p2pvision.train.experiment import ExperimentConfig
 from p2pvision.train.module import ClassifierLightning, P2PLightning
@@ -87,8 +89,9 @@ def run_training(
     """
     out = Path(out)
     train = config.train
-    if train.mode not in ("p2p", "classifier"):
-        raise ConfigError(f"train.mode '{train.mode}' is unknown: use 'p2p' or 'classifier'")
+    if train.mode not in ("p2p", "classifier", *BASELINE_MODES):
+        modes = ", ".join(("p2p", "classifier", *BASELINE_MODES))
+        raise ConfigError(f"train.mode '{train.mode}' is unknown: use one of {modes}")
     _set_threads(train)
     checkpoint = _check_resume(out, config) if resume else None
     if not resume and (out / "checkpoints").exists():
@@ -107,6 +110,13 @@ def run_training(
             model_config.to_dict(), train.lr, train.weight_decay, train.seed, train.val_tau_grid,
             train.warmup_epochs, train.warmup_lr,
         )  # fmt: skip
+        monitor = "val/acc"
+    elif train.mode in BASELINE_MODES:  # trained baselines (p2pvision.baselines) take P2P's settings
+        model_config = config.model_config(len(classes), classes)
+        model_config.image_size = config.data.image_size
+        module = BASELINE_MODES[train.mode](
+            model_config.to_dict(), train.lr, train.weight_decay, train.seed, train.warmup_epochs, train.warmup_lr
+        )
         monitor = "val/acc"
     else:
         model_config = config.model_config(len(classes), classes)
@@ -144,6 +154,8 @@ def run_training(
         write_json(out / "metrics.json", {"epochs": trainer.current_epoch, "validation": metrics})
         if train.mode == "p2p":
             save_p2p(module.model, out / "model", extra={"experiment": config.to_dict()})
+        elif train.mode in BASELINE_MODES:
+            save_baseline(module.model, out / "model", extra={"experiment": config.to_dict()})
         else:
             save_classifier(module.model, model_config.classifier, out / "model")
     return out / "model"

@@ -1,0 +1,55 @@
+"""What the learned-mask baselines share: their prediction result, masking with the configured fill, and a
+selector network (P2P's dense selector with a constant budget input and a single output channel)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from p2pvision.models.p2p.config import P2PConfig
+from p2pvision.models.p2p.selector import Selector
+from p2pvision.regions import make_partitioner, partition_batch
+
+
+@dataclass
+class Selection:
+    """A batch of predictions from masked images (tensors on the images' device).
+
+    ``keep`` (B, H, W) is what the classifier saw: bool for hard masks, float in [0, 1] for soft ones;
+    ``pixel_map`` (B, H, W) the selection scores per pixel; ``regions`` (B, H, W) and ``scores`` (B, K) the
+    regions and their selection probabilities, for region-level selectors (else None).
+    """
+
+    predicted: Tensor
+    probabilities: Tensor
+    keep: Tensor
+    pixel_map: Tensor
+    regions: Tensor | None = None
+    scores: Tensor | None = None
+
+    @property
+    def kept_fraction(self) -> Tensor:
+        """Share of pixels kept per image (soft masks: ``keep > 0.5``), (B,)."""
+        keep = self.keep if self.keep.dtype == torch.bool else self.keep > 0.5
+        return keep.flatten(1).float().mean(1)
+
+
+def make_selector(config: P2PConfig) -> Selector:
+    """P2P's selector architecture with one output channel (a selection logit per pixel) and no embedding."""
+    return Selector(config.selector_backbone, config.selector_weights, config.selector_levels, config.head_channels,
+                    embedding_dim=0, initial_keep_logit=config.initial_keep_logit)  # fmt: skip
+
+
+def selection_logits(selector: Selector, config: P2PConfig, images: Tensor) -> Tensor:
+    """Per-pixel selection logits (B, 1, H, W); the budget input is the constant ``config.fixed_tau``."""
+    tau = torch.full((len(images),), config.fixed_tau, device=images.device, dtype=images.dtype)
+    return selector.head(selector.features(images), tau, tuple(images.shape[-2:]))
+
+
+def regions_for(images: Tensor, config: P2PConfig, regions: Tensor | None) -> Tensor:
+    """``regions`` on the images' device, or the configured partition of ``images``."""
+    if regions is None:
+        regions = partition_batch(images, make_partitioner(**config.partition))
+    return regions.to(images.device)

@@ -1,0 +1,64 @@
+"""Save and load trained baselines as ``model.safetensors`` plus ``config.json`` (no pickled code is loaded)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_model, save_model
+from torch import nn
+
+from p2pvision.cache import atomic_path, write_json
+from p2pvision.errors import WeightsError
+from p2pvision.models.p2p.config import P2PConfig
+
+FORMAT = "p2pvision-baseline"
+FORMAT_VERSION = 1
+
+
+def baseline_classes() -> dict[str, type[nn.Module]]:
+    """The trainable baselines by kind (``blackbox_pixel``, ``realx``, ``soft_mask``)."""
+    from p2pvision.baselines.pixel_mask import PixelMaskClassifier
+    from p2pvision.baselines.realx import RealXModel
+    from p2pvision.baselines.soft_mask import SoftMaskModel
+
+    return {cls.kind: cls for cls in (PixelMaskClassifier, RealXModel, SoftMaskModel)}
+
+
+def save_baseline(model: nn.Module, folder: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
+    """Write ``folder/model.safetensors`` and ``folder/config.json`` (kind and settings) atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "model.safetensors") as tmp:
+        save_model(model, str(tmp), metadata={"format": FORMAT, "kind": model.kind})
+    config = dataclasses.replace(model.config, class_names=list(model.class_names))
+    write_json(folder / "config.json", {"format": FORMAT, "format_version": FORMAT_VERSION, "kind": model.kind,
+                                        "config": config.to_dict(), **(extra or {})})  # fmt: skip
+    return folder
+
+
+def load_baseline(folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> nn.Module:
+    """Load a baseline saved by :func:`save_baseline`, in eval mode."""
+    folder = Path(folder)
+    config_file = folder / "config.json"
+    if not (config_file.is_file() and (folder / "model.safetensors").is_file()):
+        raise WeightsError(f"'{folder}' is not a baseline checkpoint: expected config.json and model.safetensors")
+    meta = json.loads(config_file.read_text())
+    classes = baseline_classes()
+    if meta.get("format") != FORMAT or meta.get("kind") not in classes:
+        raise WeightsError(f"'{config_file}' describes format '{meta.get('format')}' kind '{meta.get('kind')}', not "
+                           f"a baseline ({FORMAT}: {', '.join(classes)})")  # fmt: skip
+    config = P2PConfig.from_dict(meta["config"])
+    model = classes[meta["kind"]](dataclasses.replace(config, classifier_weights=None, selector_weights=None))
+    model.config = config
+    try:
+        load_model(model, str(folder / "model.safetensors"), strict=True, device=str(device))
+    except RuntimeError as exc:
+        raise WeightsError(
+            f"weights in '{folder}' do not fit their config.json: {' '.join(str(exc).split())[:300]}"
+        ) from exc
+    return model.to(device).eval()

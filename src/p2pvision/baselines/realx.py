@@ -1,0 +1,68 @@
+"""REAL-X (Jethani et al., AISTATS 2021): an amortised selector judged by a separately trained evaluator.
+
+The *evaluator* is a classifier trained on images with random region masks (EVAL-X), so it can classify any
+selection; it never sees the selector's masks. The *selector* (P2P's dense selector, pooled over the same regions
+as P2P) gives each region a keep probability; it is trained with REINFORCE against the frozen evaluator: reward
+``log p_eval(y | x_m) - lambda * max(kept - tau, 0)`` for masks ``m ~ Bernoulli(pi)``. At test time region k is
+kept iff ``pi_k > 0.5`` and the evaluator predicts from the kept regions. The budget hinge (instead of REAL-X's
+plain ``lambda * |m|``) puts the kept fraction near P2P's ``fixed_tau`` so that the two are compared at equal
+sparsity.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from p2pvision.baselines.base import Selection, make_selector, regions_for, selection_logits
+from p2pvision.models.backbones import ImageClassifier, create_classifier
+from p2pvision.models.p2p.config import P2PConfig
+from p2pvision.regions import region_areas, region_mean, region_to_pixel
+from p2pvision.removal import make_removal
+
+
+class RealXModel(nn.Module):
+    """Selector over regions + evaluator; see the module docstring."""
+
+    kind = "realx"
+
+    def __init__(self, config: P2PConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.selector = make_selector(config)
+        self.evaluator: ImageClassifier = create_classifier(
+            config.classifier, weights=config.classifier_weights, num_classes=config.num_classes,
+            class_names=config.class_names,
+        )  # fmt: skip
+        self.fill = make_removal(config.fill)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.evaluator.class_names
+
+    @property
+    def classifier(self) -> ImageClassifier:
+        return self.evaluator
+
+    def region_logits(self, images: Tensor, regions: Tensor) -> tuple[Tensor, Tensor]:
+        """Selection logits (B, K) per region slot (0 in empty slots) and the slots' pixel counts (B, K)."""
+        pixels = selection_logits(self.selector, self.config, images)
+        logits = region_mean(pixels, regions, self.config.max_regions)[..., 0]
+        return logits, region_areas(regions, self.config.max_regions).to(logits.dtype)
+
+    def evaluate(self, images: Tensor, regions: Tensor, masks: Tensor) -> Tensor:
+        """Evaluator logits (B*S, C) on the images with each of the S region masks (B, S, K) applied."""
+        samples = masks.shape[1]
+        keep = region_to_pixel(masks.bool(), regions).flatten(0, 1)
+        return self.evaluator(self.fill(images.repeat_interleave(samples, dim=0), keep))
+
+    @torch.no_grad()
+    def explain(self, images: Tensor, regions: Tensor | None = None) -> Selection:
+        """Keep regions with ``pi > 0.5``; the evaluator predicts from them."""
+        regions = regions_for(images, self.config, regions)
+        logits, areas = self.region_logits(images, regions)
+        kept = (logits > 0) & (areas > 0)
+        probabilities = self.evaluate(images, regions, kept[:, None]).softmax(-1)
+        scores = torch.sigmoid(logits) * (areas > 0)
+        return Selection(probabilities.argmax(-1), probabilities, region_to_pixel(kept, regions),
+                         region_to_pixel(scores, regions), regions, scores)  # fmt: skip

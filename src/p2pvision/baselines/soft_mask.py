@@ -1,0 +1,51 @@
+"""A soft-mask selector (COMET-like): a continuous per-pixel mask ``m`` in [0, 1] learned jointly with the
+classifier, which sees ``x * m + fill * (1 - m)``; a budget hinge ``lambda * max(mean(m) - tau, 0)`` keeps the mask
+small. Soft values can carry class information in the mask itself (its shape, or faint pixels a classifier learns
+to read), so accuracy on the *inverted* mask ``1 - m`` (the COMET^-1 check) stays high where a faithful binary
+mask such as P2P's loses it."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from p2pvision.baselines.base import Selection, make_selector, selection_logits
+from p2pvision.models.backbones import ImageClassifier, create_classifier
+from p2pvision.models.p2p.config import P2PConfig
+from p2pvision.removal import make_removal
+
+
+class SoftMaskModel(nn.Module):
+    """Selector (per-pixel sigmoid mask) + classifier on the softly masked image."""
+
+    kind = "soft_mask"
+
+    def __init__(self, config: P2PConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.selector = make_selector(config)
+        self.classifier: ImageClassifier = create_classifier(
+            config.classifier, weights=config.classifier_weights, num_classes=config.num_classes,
+            class_names=config.class_names,
+        )  # fmt: skip
+        self.fill = make_removal(config.fill)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.classifier.class_names
+
+    def mask(self, images: Tensor) -> Tensor:
+        """The soft mask (B, H, W) in [0, 1]."""
+        return torch.sigmoid(selection_logits(self.selector, self.config, images)[:, 0])
+
+    def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
+        """Class logits of the softly masked images, and the masks."""
+        mask = self.mask(images)
+        return self.classifier(self.fill(images, mask)), mask
+
+    @torch.no_grad()
+    def explain(self, images: Tensor, regions: Tensor | None = None) -> Selection:
+        """Predict from the softly masked images; ``keep`` is the soft mask itself (``regions`` are not used)."""
+        logits, mask = self(images)
+        probabilities = logits.softmax(-1)
+        return Selection(probabilities.argmax(-1), probabilities, mask, mask)
