@@ -298,3 +298,8 @@ class ExplainerMethod(Method):
         if hasattr(self, "explainer"):
             settings["resolved"] = self.explainer.params | {"partition": self.explainer.partitioner.params}
         return settings
+
+
+# The baselines of the P2P comparison (p2pvision.baselines) register their kinds: blackbox_pixel, realx, soft_mask,
+# posthoc_selection.
+import p2pvision.baselines.benchmark  # noqa: E402, F401
