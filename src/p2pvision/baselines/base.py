@@ -6,11 +6,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
+from p2pvision.models.backbones import ImageClassifier, create_classifier
 from p2pvision.models.p2p.config import P2PConfig
 from p2pvision.models.p2p.selector import Selector
 from p2pvision.regions import make_partitioner, partition_batch
+from p2pvision.removal import make_removal
 
 
 @dataclass
@@ -53,3 +55,24 @@ def regions_for(images: Tensor, config: P2PConfig, regions: Tensor | None) -> Te
     if regions is None:
         regions = partition_batch(images, make_partitioner(**config.partition))
     return regions.to(images.device)
+
+
+class SelectorClassifier(nn.Module):
+    """A selector (:func:`make_selector`) and the configured classifier, which sees images masked with the
+    configured fill."""
+
+    kind: str
+
+    def __init__(self, config: P2PConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.selector = make_selector(config)
+        self.classifier: ImageClassifier = create_classifier(
+            config.classifier, weights=config.classifier_weights, num_classes=config.num_classes,
+            class_names=config.class_names,
+        )  # fmt: skip
+        self.fill = make_removal(config.fill)
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.classifier.class_names

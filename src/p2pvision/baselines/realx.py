@@ -12,37 +12,21 @@ sparsity.
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from p2pvision.baselines.base import Selection, make_selector, regions_for, selection_logits
-from p2pvision.models.backbones import ImageClassifier, create_classifier
-from p2pvision.models.p2p.config import P2PConfig
+from p2pvision.baselines.base import Selection, SelectorClassifier, regions_for, selection_logits
+from p2pvision.models.backbones import ImageClassifier
 from p2pvision.regions import region_areas, region_mean, region_to_pixel
-from p2pvision.removal import make_removal
 
 
-class RealXModel(nn.Module):
-    """Selector over regions + evaluator; see the module docstring."""
+class RealXModel(SelectorClassifier):
+    """Selector over regions + evaluator (``classifier``); see the module docstring."""
 
     kind = "realx"
 
-    def __init__(self, config: P2PConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.selector = make_selector(config)
-        self.evaluator: ImageClassifier = create_classifier(
-            config.classifier, weights=config.classifier_weights, num_classes=config.num_classes,
-            class_names=config.class_names,
-        )  # fmt: skip
-        self.fill = make_removal(config.fill)
-
     @property
-    def class_names(self) -> list[str]:
-        return self.evaluator.class_names
-
-    @property
-    def classifier(self) -> ImageClassifier:
-        return self.evaluator
+    def evaluator(self) -> ImageClassifier:
+        return self.classifier
 
     def region_logits(self, images: Tensor, regions: Tensor) -> tuple[Tensor, Tensor]:
         """Selection logits (B, K) per region slot (0 in empty slots) and the slots' pixel counts (B, K)."""

@@ -7,32 +7,15 @@ mask such as P2P's loses it."""
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from p2pvision.baselines.base import Selection, make_selector, selection_logits
-from p2pvision.models.backbones import ImageClassifier, create_classifier
-from p2pvision.models.p2p.config import P2PConfig
-from p2pvision.removal import make_removal
+from p2pvision.baselines.base import Selection, SelectorClassifier, selection_logits
 
 
-class SoftMaskModel(nn.Module):
+class SoftMaskModel(SelectorClassifier):
     """Selector (per-pixel sigmoid mask) + classifier on the softly masked image."""
 
     kind = "soft_mask"
-
-    def __init__(self, config: P2PConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.selector = make_selector(config)
-        self.classifier: ImageClassifier = create_classifier(
-            config.classifier, weights=config.classifier_weights, num_classes=config.num_classes,
-            class_names=config.class_names,
-        )  # fmt: skip
-        self.fill = make_removal(config.fill)
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.classifier.class_names
 
     def mask(self, images: Tensor) -> Tensor:
         """The soft mask (B, H, W) in [0, 1]."""
