@@ -78,12 +78,6 @@ class _BaselineLightning(_SeededEpochs):
             metrics[f"{prefix}/precision"] = mask_precision(keep, batch["mask"]).mean()
         self.log_dict(metrics, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=len(labels))
 
-    def validation_step(self, batch: dict, batch_index: int) -> None:
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch: dict, batch_index: int) -> None:
-        self._evaluate(batch, "test")
-
 
 class PixelMaskLightning(_BaselineLightning):
     """Blackbox-Pixel: full images in the warm-up, then the fixed evenly spaced pixel mask."""

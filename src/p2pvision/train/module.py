@@ -34,6 +34,16 @@ class _SeededEpochs(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
+    def _evaluate(self, batch: dict, prefix: str) -> None:
+        """Log the ``prefix``/... metrics of one validation or test batch."""
+        raise NotImplementedError
+
+    def validation_step(self, batch: dict, batch_index: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict, batch_index: int) -> None:
+        self._evaluate(batch, "test")
+
 
 class P2PLightning(_SeededEpochs):
     """Trains a :class:`P2PModel`; validates with hard masks and a tau search over ``val_tau_grid``.
@@ -120,12 +130,6 @@ class P2PLightning(_SeededEpochs):
             metrics[f"{prefix}/precision"] = mask_precision(result.keep_mask, batch["mask"].cpu()).mean()
         self.log_dict(metrics, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=len(labels))
 
-    def validation_step(self, batch: dict, batch_index: int) -> None:
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch: dict, batch_index: int) -> None:
-        self._evaluate(batch, "test")
-
 
 class ClassifierLightning(_SeededEpochs):
     """The Blackbox baseline: the same classifier trained on full images."""
@@ -159,9 +163,3 @@ class ClassifierLightning(_SeededEpochs):
         self.log(
             f"{prefix}/acc", accuracy, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=len(batch["label"])
         )
-
-    def validation_step(self, batch: dict, batch_index: int) -> None:
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch: dict, batch_index: int) -> None:
-        self._evaluate(batch, "test")
