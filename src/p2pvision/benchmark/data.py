@@ -44,7 +44,7 @@ class BundledPhotos(Dataset):
 def open_dataset(data: dict[str, Any], split: str = "test", images: int | None = None) -> Dataset:
     """The evaluation images of a ``data`` section (training-config fields, or ``source: photos``), at most
     ``images`` of them; the result has ``classes`` (None when unknown) and ``has_masks``."""
-    from p2pvision.train.data import _base_dataset
+    from p2pvision.train.data import base_dataset
     from p2pvision.train.experiment import experiment_from_dict
 
     data = dict(data)
@@ -56,7 +56,7 @@ def open_dataset(data: dict[str, Any], split: str = "test", images: int | None =
     else:
         if split not in ("train", "val", "test"):
             raise ConfigError(f"split must be train, val or test, got {split!r}")
-        dataset, _ = _base_dataset(experiment_from_dict({"data": data}).data, split)
+        dataset, _ = base_dataset(experiment_from_dict({"data": data}).data, split)
     classes, has_masks = getattr(dataset, "classes", None), bool(getattr(dataset, "has_masks", False))
     if images is not None:
         if images < 1:

@@ -54,7 +54,7 @@ def split_names(config: DataConfig) -> tuple[str, str | None, str]:
     return config.train_split or train, config.val_split or val, config.test_split or test
 
 
-def _base_dataset(config: DataConfig, stage: str) -> tuple[Dataset, str]:
+def base_dataset(config: DataConfig, stage: str) -> tuple[Dataset, str]:
     """The un-augmented images of a stage, and the split they come from."""
     if config.source == "semisynthetic":
         generation = SemiSyntheticConfig(
@@ -90,7 +90,7 @@ def holdout_indices(size: int, fraction: float, seed: int) -> tuple[np.ndarray, 
 
 def build_stage(config: DataConfig, stage: str, partitioner: Partitioner, progress: bool = True) -> Dataset:
     """The data set of one stage with a ``regions`` entry per sample (augmented for ``train``)."""
-    base, split = _base_dataset(config, stage)
+    base, split = base_dataset(config, stage)
     transform = augmentation(config) if stage == "train" else None
     if config.region_cache:
         dataset: Dataset = RegionDataset(base, partitioner, transform, progress=progress)

@@ -54,7 +54,8 @@ class DataConfig:
 @dataclass
 class TrainConfig:
     """Optimisation and hardware. ``mode`` "p2p" trains P2P; "classifier" trains the classifier alone on full
-    images (the Blackbox baseline) with the same data, augmentation and budget."""
+    images (the Blackbox baseline) with the same data, augmentation and budget; "blackbox_pixel", "realx" and
+    "soft_mask" train the baselines of :mod:`p2pvision.baselines` (see ``train/baselines.py``)."""
 
     mode: str = "p2p"
     epochs: int = 10
