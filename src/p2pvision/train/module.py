@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 from typing import Any
 
 import lightning as L
@@ -14,9 +15,10 @@ from p2pvision.models.p2p.config import P2PConfig
 from p2pvision.models.p2p.model import P2PModel
 
 
-class _SeededEpochs(L.LightningModule):
+class _SeededEpochs(L.LightningModule, metaclass=abc.ABCMeta):
     """Reseeds torch's RNG at every epoch start from (seed, epoch, rank): an interrupted run resumed from an
-    epoch checkpoint draws the same masks, budgets and augmentations as an uninterrupted one."""
+    epoch checkpoint draws the same masks, budgets and augmentations as an uninterrupted one. Subclasses log
+    their validation and test metrics in ``_evaluate``."""
 
     def __init__(self, lr: float, weight_decay: float, seed: int) -> None:
         super().__init__()
@@ -34,9 +36,9 @@ class _SeededEpochs(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
+    @abc.abstractmethod
     def _evaluate(self, batch: dict, prefix: str) -> None:
         """Log the ``prefix``/... metrics of one validation or test batch."""
-        raise NotImplementedError
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
         self._evaluate(batch, "val")
