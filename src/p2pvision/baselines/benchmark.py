@@ -54,9 +54,6 @@ class TrainedBaseline(Method):
                           pixel_map=selection.pixel_map, regions=selection.regions, scores=selection.scores,
                           evaluations=torch.ones_like(predicted))  # fmt: skip
 
-    def networks(self) -> list[nn.Module]:
-        return [self.model]
-
     @property
     def classifier(self) -> nn.Module:
         return self.model.classifier

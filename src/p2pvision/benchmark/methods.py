@@ -15,7 +15,8 @@ To add a baseline::
         def load(self, context): self.model = ...   # context.train(...) trains on the benchmark's data set;
                                                     # context.methods[name]: a method named in depends_on
         def predict(self, images): return EvalInputs(images=images, predicted=..., model=..., keep=...)
-        def networks(self): return [self.model]
+
+``networks()`` defaults to ``[self.model]``; override it when ``predict`` uses other networks too.
 """
 
 from __future__ import annotations
@@ -130,9 +131,10 @@ class Method(ABC):
     def predict(self, images: Tensor) -> EvalInputs:
         """Predict (and explain) a batch of images (B,3,H,W) in [0,1] on the networks' device."""
 
-    @abstractmethod
     def networks(self) -> list[nn.Module]:
-        """The networks :meth:`predict` uses (the engine moves them to the evaluation device)."""
+        """The networks :meth:`predict` uses (the engine moves them to the evaluation device): by default the
+        ``model`` that :meth:`load` set; methods using other networks override this."""
+        return [self.model]
 
     @property
     def depends_on(self) -> list[str]:
@@ -192,9 +194,6 @@ class P2PMethod(Method):
                                     method=self.spec.get("search", "grid"))  # fmt: skip
         return p2p_inputs(self.model, images, result)
 
-    def networks(self) -> list[nn.Module]:
-        return [self.model]
-
     @property
     def classifier(self) -> nn.Module:
         return self.model.classifier
@@ -229,9 +228,6 @@ class BlackboxMethod(Method):
     def predict(self, images: Tensor) -> EvalInputs:
         predicted = self.model(images).argmax(1)
         return EvalInputs(images=images, predicted=predicted, model=self.model, evaluations=torch.ones_like(predicted))
-
-    def networks(self) -> list[nn.Module]:
-        return [self.model]
 
     @property
     def classifier(self) -> nn.Module:
@@ -284,9 +280,6 @@ class ExplainerMethod(Method):
         evaluations = torch.full_like(predicted, 1) + result.cost.evaluations / len(images)  # + the top-1 pass
         return EvalInputs(images=images, predicted=predicted, model=self.model, pixel_map=result.pixel_map,
                           regions=result.regions, scores=result.scores, evaluations=evaluations)  # fmt: skip
-
-    def networks(self) -> list[nn.Module]:
-        return [self.model]
 
     @property
     def classifier(self) -> nn.Module:
