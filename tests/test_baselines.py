@@ -218,3 +218,33 @@ def test_baselines_run_through_the_benchmark(tmp_path):
                 },
             }
         )
+
+
+def test_benchmark_trains_the_warm_up_once_and_every_arm_starts_from_it(tmp_path):
+    from p2pvision.benchmark.methods import Context
+
+    context = Context("object", DATA, None, seed=0, models_dir=tmp_path, progress=False)
+    train = {"epochs": 2, "warmup_epochs": 1, "warmup_lr": 0.01, "lr": 0.001, "batch_size": 16}
+    blackbox = context.train("classifier", {"classifier": "test_resnet"}, train)
+    arms = {mode: context.train(mode, MODEL, train) for mode in ("p2p", "soft_mask", "blackbox_pixel")}
+    warm = [folder for folder in tmp_path.iterdir() if folder.name.startswith("object-classifier")]
+    assert len(warm) == 2  # the warm-up and the Blackbox that continues it; nothing else trained a classifier
+    warm_model = next(f for f in warm if f / "model" != blackbox) / "model"
+    assert json.loads((warm_model.parent / "metrics.json").read_text())["epochs"] == 1
+    for mode, folder in arms.items():  # the remaining epoch at lr, from the warmed-up classifier
+        settings = yaml.safe_load((folder.parent / "experiment.yaml").read_text())
+        assert settings["model"]["classifier_weights"] == str(warm_model / "model.safetensors"), mode
+        run = settings["train"]
+        assert (run["epochs"], run["warmup_epochs"], run["lr"]) == (1, 0, 0.001), mode
+    # The Blackbox resumed the warm-up's last checkpoint: its log starts at epoch 1, at the warm-up lr.
+    blackbox_settings = yaml.safe_load((blackbox.parent / "experiment.yaml").read_text())["train"]
+    assert (blackbox_settings["epochs"], blackbox_settings["lr"]) == (2, 0.01)
+    epochs = {row["epoch"] for row in csv.DictReader((blackbox.parent / "logs" / "metrics.csv").open())}
+    assert epochs == {"1"}
+    assert json.loads((blackbox.parent / "metrics.json").read_text())["epochs"] == 2
+    # REAL-X warms up its own evaluator on random masks.
+    realx = yaml.safe_load((context.train("realx", MODEL, train).parent / "experiment.yaml").read_text())
+    assert realx["train"]["warmup_epochs"] == 1 and realx["model"].get("classifier_weights") is None
+    # Everything is reused when asked again.
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert context.train("p2p", MODEL, train) == arms["p2p"] and sorted(p.name for p in tmp_path.iterdir()) == before

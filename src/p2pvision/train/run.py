@@ -80,12 +80,14 @@ def run_training(
     resume: bool = False,
     callbacks: list[L.Callback] | None = None,
     progress: bool = True,
+    continue_from: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Train as configured; write logs, epoch checkpoints and the final model under ``out``.
 
     The final model goes to ``out/model`` (safetensors + config.json) and validation metrics to
-    ``out/metrics.json``. ``resume`` continues from ``out/checkpoints/last.ckpt``; ``callbacks`` are extra
-    Lightning callbacks.
+    ``out/metrics.json``. ``resume`` continues from ``out/checkpoints/last.ckpt``; ``continue_from`` instead
+    continues another finished run of the same experiment (a folder; it may have fewer epochs) into ``out``;
+    ``callbacks`` are extra Lightning callbacks.
     """
     out = Path(out)
     train = config.train
@@ -94,6 +96,8 @@ def run_training(
         raise ConfigError(f"train.mode '{train.mode}' is unknown: use one of {modes}")
     _set_threads(train)
     checkpoint = _check_resume(out, config) if resume else None
+    if continue_from is not None and checkpoint is None:
+        checkpoint = _check_resume(Path(continue_from), config)
     if not resume and (out / "checkpoints").exists():
         raise ConfigError(f"'{out}' already holds a run: pass --resume to continue it, or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
