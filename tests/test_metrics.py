@@ -14,7 +14,7 @@ from torch import nn
 from p2pvision.errors import ConfigError
 from p2pvision.metrics.base import EvalInputs
 from p2pvision.metrics.faithfulness import crop_boxes, tight_boxes
-from p2pvision.metrics.localisation import pointing_game, relevance_mass, top_share_mask
+from p2pvision.metrics.localisation import hard_keep, pointing_game, relevance_mass, top_share_mask
 from p2pvision.metrics.registry import METRICS, make_metric
 
 SIZE = 32
@@ -232,6 +232,20 @@ def test_accuracy_kept_fraction_histogram_and_cost():
     assert kept.compute() == {"kept_fraction": pytest.approx((0 + 0.5 + 1 + 0.25) / 4)}
     assert kept.histogram()["counts"] == [1, 1, 1, 1]
     assert run("cost", inputs) == {"evaluations": 2.0, "seconds": 0.5, "forward_ratio": 4.0}
+
+
+def test_a_soft_mask_keeps_its_mass_in_its_highest_pixels():
+    soft = torch.full((2, SIZE, SIZE), 0.2)  # a budget spreads the mask thinly: nothing is above 0.5
+    soft[0, :8] = 0.4  # image 0 puts more mass on its top quarter (mean 0.25)
+    mask = torch.zeros(2, SIZE, SIZE, dtype=torch.bool)
+    mask[:, :8] = True
+    keep = hard_keep(soft)
+    assert keep.flatten(1).float().mean(1).tolist() == pytest.approx([0.25, 205 / 1024])  # round(0.2 * 1024) pixels
+    assert keep[0, :8].all() and not keep[0, 8:].any()
+    inputs = toy_inputs(2, keep=soft, mask=mask)
+    assert run("kept_fraction", inputs)["kept_fraction"] == pytest.approx((0.25 + 205 / 1024) / 2)
+    assert run("precision", inputs)["precision"] == pytest.approx(1.0)  # image 1: ties keep the first pixels, rows 0-6
+    assert torch.equal(hard_keep(mask), mask)
 
 
 # -- the common interface -------------------------------------------------------------------------------------

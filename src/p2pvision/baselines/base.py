@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from p2pvision.metrics.localisation import hard_keep
 from p2pvision.models.backbones import ImageClassifier, create_classifier
 from p2pvision.models.p2p.config import P2PConfig
 from p2pvision.models.p2p.selector import Selector
@@ -33,9 +34,9 @@ class Selection:
 
     @property
     def kept_fraction(self) -> Tensor:
-        """Share of pixels kept per image (soft masks: ``keep > 0.5``), (B,)."""
-        keep = self.keep if self.keep.dtype == torch.bool else self.keep > 0.5
-        return keep.flatten(1).float().mean(1)
+        """Share of pixels kept per image (a soft mask's mean, see :func:`~p2pvision.metrics.localisation.hard_keep`),
+        (B,)."""
+        return hard_keep(self.keep).flatten(1).float().mean(1)
 
 
 def make_selector(config: P2PConfig) -> Selector:

@@ -15,6 +15,7 @@ from p2pvision.baselines.posthoc import top_regions_mask
 from p2pvision.benchmark.methods import Context, ExplainerMethod, Method, _check_classes, register_method
 from p2pvision.errors import ConfigError
 from p2pvision.metrics.base import EvalInputs, check_fraction
+from p2pvision.metrics.localisation import hard_keep
 
 
 class TrainedBaseline(Method):
@@ -116,7 +117,7 @@ class PosthocSelectionMethod(ExplainerMethod):
             fraction: float | Tensor = float(self.spec["fraction"])
         else:
             keep = self.matched.predict(images).keep
-            fraction = (keep if keep.dtype == torch.bool else keep > 0.5).flatten(1).double().mean(1)
+            fraction = hard_keep(keep).flatten(1).double().mean(1)
         inputs.keep = top_regions_mask(inputs.scores, inputs.regions, fraction)
         return inputs
 

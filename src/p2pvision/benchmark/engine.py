@@ -37,7 +37,7 @@ from p2pvision.metrics.registry import make_metric
 from p2pvision.metrics.similarity import MapSimilarity
 
 STORED = ("images", "pixel_map", "keep", "mask", "predicted", "labels")
-CELL_FORMAT = 1  # part of every cell's key: a new record format recomputes old cells
+CELL_FORMAT = 2  # part of every cell's key: a new record format recomputes old cells
 
 
 def _timed(function: Callable[[], Any], device: torch.device) -> tuple[Any, float]:

@@ -42,6 +42,15 @@ def top_share_mask(maps: Tensor, share: float | Tensor) -> Tensor:
     return (rank < count.round().long().view(-1, 1)).view_as(maps)
 
 
+def hard_keep(keep: Tensor) -> Tensor:
+    """A keep mask (B,H,W) as bool. A soft mask (values in [0, 1]) keeps its own mass: the ``mean(m)`` share of its
+    highest pixels. So a soft mask's kept fraction is its mean value, and localisation scores where it puts that
+    mass (a 0.5 threshold keeps nothing when a budget spreads the mask thinly, as trained soft masks do)."""
+    if keep.dtype == torch.bool:
+        return keep
+    return top_share_mask(keep, keep.flatten(1).double().mean(1))
+
+
 def mask_precision(keep: Tensor, relevant: Tensor) -> Tensor:
     """Per image ``|keep & relevant| / |keep|``; 0 for an empty keep mask (P2P's localisation metric)."""
     kept = keep.flatten(1).sum(1)
@@ -133,10 +142,10 @@ def box_localisation_error(maps: Tensor, relevant: Tensor, threshold: float = 0.
 
 
 def binary_keep(inputs: EvalInputs, share: float | None) -> Tensor:
-    """The method's hard keep mask if it has one (soft masks: > 0.5), else the top pixels of its map: ``share`` of
+    """The method's keep mask if it has one (see :func:`hard_keep`), else the top pixels of its map: ``share`` of
     the image, or as many as the ground-truth mask has (``share=None``)."""
     if inputs.keep is not None:
-        return inputs.keep if inputs.keep.dtype == torch.bool else inputs.keep > 0.5
+        return hard_keep(inputs.keep)
     area = inputs.mask.flatten(1).float().mean(1) if share is None else share
     return top_share_mask(inputs.pixel_map, area)
 

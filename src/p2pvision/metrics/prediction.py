@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from p2pvision.metrics.base import EvalInputs, Metric
+from p2pvision.metrics.localisation import hard_keep
 
 
 class Accuracy(Metric):
@@ -25,7 +26,7 @@ class Accuracy(Metric):
 
 
 class KeptFraction(Metric):
-    """Share of pixels the model predicted from (the hard keep mask; soft masks count ``keep > 0.5``), with its
+    """Share of pixels the model predicted from (the keep mask; a soft mask's is its mean, see ``hard_keep``), with its
     distribution over ``bins`` equal bins of [0, 1] (:meth:`histogram`). Lower is sparser."""
 
     category = "prediction"
@@ -39,8 +40,7 @@ class KeptFraction(Metric):
         self.add_state("counts", torch.zeros(self.bins, dtype=torch.float64), dist_reduce_fx="sum")
 
     def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
-        keep = inputs.keep if inputs.keep.dtype == torch.bool else inputs.keep > 0.5
-        fraction = keep.flatten(1).double().mean(1)
+        fraction = hard_keep(inputs.keep).flatten(1).double().mean(1)
         index = (fraction * self.bins).long().clamp(max=self.bins - 1)
         self.counts += torch.bincount(index, minlength=self.bins).double().to(self.counts.device)
         return {self.name: fraction}

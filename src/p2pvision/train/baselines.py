@@ -16,7 +16,7 @@ from torch import Tensor
 
 from p2pvision.baselines import PixelMaskClassifier, RealXModel, SoftMaskModel
 from p2pvision.baselines.base import Selection
-from p2pvision.metrics.localisation import mask_precision
+from p2pvision.metrics.localisation import hard_keep, mask_precision
 from p2pvision.models.p2p.config import P2PConfig
 from p2pvision.regions import region_areas
 from p2pvision.train.module import _SeededEpochs
@@ -74,8 +74,7 @@ class _BaselineLightning(_SeededEpochs):
         metrics = {f"{prefix}/acc": (selection.predicted == labels).float().mean(),
                    f"{prefix}/kept": selection.kept_fraction.mean()}  # fmt: skip
         if "mask" in batch:
-            keep = selection.keep if selection.keep.dtype == torch.bool else selection.keep > 0.5
-            metrics[f"{prefix}/precision"] = mask_precision(keep, batch["mask"]).mean()
+            metrics[f"{prefix}/precision"] = mask_precision(hard_keep(selection.keep), batch["mask"]).mean()
         self.log_dict(metrics, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=len(labels))
 
 
