@@ -181,6 +181,9 @@ def test_config_errors_name_the_setting():
             benchmark_from_dict({**base, **change})
     with pytest.raises(ConfigError, match="does not exist: give a YAML file or a shipped name"):
         load_benchmark("no-such-benchmark")
+    with pytest.raises(ConfigError, match="data set\\(s\\) moon not in benchmark 'cpu': choose from object, scene"):
+        load_benchmark("cpu").only(["object", "moon"])
+    assert list(load_benchmark("cpu").only(["scene"]).datasets) == ["scene"]
 
 
 def test_shipped_benchmark_configs_load():

@@ -17,6 +17,8 @@ def add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--config", required=True, help="benchmark YAML, or a shipped name (cpu, cifar10, ...)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. seeds=[0] batch_size=16")
     parser.add_argument("--out", default=None, help="output folder (default: results/benchmark-<name>)")
+    parser.add_argument("--datasets", nargs="+", metavar="NAME", help="only these data sets (e.g. one per process, "
+                        "1 thread each; run again without it to put every data set in the tables and report)")
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run_benchmark_command)
 
@@ -26,6 +28,8 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     from p2pvision.benchmark.engine import run_benchmark
 
     config = load_benchmark(args.config, args.overrides)
+    if args.datasets:
+        config = config.only(args.datasets)
     out = Path(args.out or Path("results") / f"benchmark-{config.name}")
     cells = sum(len(config.methods_for(name)) * len(config.seeds_for(name)) for name in config.datasets)
     print(f"benchmark '{config.name}': {cells} cells ({len(config.datasets)} data sets, {len(config.methods)} "

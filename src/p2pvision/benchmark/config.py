@@ -32,6 +32,7 @@ A method runs on every data set unless it lists ``datasets``; ``sweep`` expands 
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -95,6 +96,14 @@ class BenchmarkConfig:
     def seeds_for(self, dataset: str) -> list[int]:
         """The seeds ``dataset`` is evaluated with."""
         return self.datasets[dataset].seeds or self.seeds
+
+    def only(self, datasets: list[str]) -> BenchmarkConfig:
+        """The same benchmark on some of its data sets."""
+        unknown = sorted(set(datasets) - set(self.datasets))
+        if unknown:
+            raise ConfigError(f"data set(s) {', '.join(unknown)} not in benchmark '{self.name}': "
+                              f"choose from {', '.join(self.datasets)}")  # fmt: skip
+        return dataclasses.replace(self, datasets={name: self.datasets[name] for name in datasets})
 
     def methods_for(self, dataset: str) -> list[MethodSpec]:
         """The methods that run on ``dataset``, in config order."""
