@@ -186,6 +186,19 @@ def test_config_errors_name_the_setting():
     assert list(load_benchmark("cpu").only(["scene"]).datasets) == ["scene"]
 
 
+def test_a_method_may_run_on_some_of_the_seeds():
+    config = benchmark_from_dict({
+        "seeds": [0, 1, 2], "datasets": {"d": {"data": DATA}},
+        "methods": {"b": {"kind": "blackbox", "classifier": "test_resnet"},
+                    "e": {"kind": "explainer", "explainer": "grad_cam", "explains": "b", "seeds": [1]}},
+    })  # fmt: skip
+    assert [m.name for m in config.methods_for("d", 0)] == ["b"]
+    assert [m.name for m in config.methods_for("d", 1)] == ["b", "e"] and config.cell_count() == 4
+    with pytest.raises(ConfigError, match="method 'e': seeds must be a list of integers"):
+        benchmark_from_dict({"datasets": {"d": {"data": DATA}},
+                             "methods": {"e": {"kind": "blackbox", "classifier": "test_resnet", "seeds": 1}}})
+
+
 def test_shipped_benchmark_configs_load():
     for name in ("cpu", "cifar10", "imagenet9", "coco10"):
         config = load_benchmark(name)

@@ -31,9 +31,8 @@ def run_benchmark_command(args: argparse.Namespace) -> int:
     if args.datasets:
         config = config.only(args.datasets)
     out = Path(args.out or Path("results") / f"benchmark-{config.name}")
-    cells = sum(len(config.methods_for(name)) * len(config.seeds_for(name)) for name in config.datasets)
-    print(f"benchmark '{config.name}': {cells} cells ({len(config.datasets)} data sets, {len(config.methods)} "
-          f"methods, seeds {config.seeds}) -> {out}")  # fmt: skip
+    print(f"benchmark '{config.name}': {config.cell_count()} cells ({len(config.datasets)} data sets, "
+          f"{len(config.methods)} methods, seeds {config.seeds}) -> {out}")  # fmt: skip
     results = run_benchmark(config, out, progress=not args.quiet)
     print(f"finished in {results['seconds']:.0f} s")
     for name in ("results.md", "results.csv", "report.html"):

@@ -26,7 +26,8 @@
       grad_cam: {kind: explainer, explainer: grad_cam, explains: blackbox}
       p2p: {kind: p2p, model: {...}, train: {...}, sweep: {delta: [0.9, 0.99]}}
 
-A method runs on every data set unless it lists ``datasets``; ``sweep`` expands it into one method per value
+A method runs on every data set unless it lists ``datasets``, and with every seed of the data set unless it lists
+``seeds`` (a subset: e.g. a costly baseline on one seed); ``sweep`` expands it into one method per value
 (``p2p@delta=0.9``...), which share trained networks. Values may be overridden with ``key=value`` strings.
 """
 
@@ -73,6 +74,7 @@ class MethodSpec:
     datasets: list[str] | None = None
     family: str | None = None
     variant: dict[str, Any] = field(default_factory=dict)
+    seeds: list[int] | None = None  # a subset of the data set's seeds (e.g. where training is too costly)
 
     def build(self) -> Method:
         return METHODS[self.kind](self.name, self.spec)
@@ -105,9 +107,14 @@ class BenchmarkConfig:
                               f"choose from {', '.join(self.datasets)}")  # fmt: skip
         return dataclasses.replace(self, datasets={name: self.datasets[name] for name in datasets})
 
-    def methods_for(self, dataset: str) -> list[MethodSpec]:
-        """The methods that run on ``dataset``, in config order."""
-        return [m for m in self.methods.values() if m.datasets is None or dataset in m.datasets]
+    def methods_for(self, dataset: str, seed: int | None = None) -> list[MethodSpec]:
+        """The methods that run on ``dataset`` (with ``seed``, if given), in config order."""
+        return [m for m in self.methods.values() if (m.datasets is None or dataset in m.datasets)
+                and (seed is None or m.seeds is None or seed in m.seeds)]  # fmt: skip
+
+    def cell_count(self) -> int:
+        """How many (data set, method, seed) cells the benchmark has."""
+        return sum(len(self.methods_for(name, seed)) for name in self.datasets for seed in self.seeds_for(name))
 
 
 def _expand_method(name: str, entry: Any) -> list[MethodSpec]:
@@ -116,15 +123,17 @@ def _expand_method(name: str, entry: Any) -> list[MethodSpec]:
         raise ConfigError(f"method '{name}': kind must be one of {', '.join(METHODS)}, got {kind!r}")
     entry = dict(entry)
     kind, datasets, sweep = entry.pop("kind"), entry.pop("datasets", None), entry.pop("sweep", None)
+    seeds = _seeds(entry, f"method '{name}'") if "seeds" in entry else None
+    entry.pop("seeds", None)
     if not sweep:
-        specs = [MethodSpec(name, kind, entry, datasets)]
+        specs = [MethodSpec(name, kind, entry, datasets, seeds=seeds)]
     else:
         keys = list(sweep)
         specs = []
         for values in itertools.product(*(sweep[key] for key in keys)):
             variant = dict(zip(keys, values))
             label = ",".join(f"{key}={value}" for key, value in variant.items())
-            specs.append(MethodSpec(f"{name}@{label}", kind, {**entry, **variant}, datasets, name, variant))
+            specs.append(MethodSpec(f"{name}@{label}", kind, {**entry, **variant}, datasets, name, variant, seeds))
     for spec in specs:
         spec.build()  # checks the settings now
     return specs

@@ -224,7 +224,7 @@ class _Runner:
 
     def __init__(self, config: BenchmarkConfig, out: Path, progress: bool) -> None:
         self.config, self.out, self.progress = config, out, progress
-        self.total = sum(len(config.methods_for(name)) * len(config.seeds_for(name)) for name in config.datasets)
+        self.total = config.cell_count()
         self.done = self.computed = 0
         self.classes: dict[str, list[str] | None] = {}
 
@@ -255,7 +255,7 @@ class _Runner:
         records = []
         for seed in self.config.seeds_for(spec.name):
             context = Context(spec.name, spec.data, dataset.classes, seed, self.out / "models", progress=self.progress)
-            for method_spec in self.config.methods_for(spec.name):
+            for method_spec in self.config.methods_for(spec.name, seed):
                 records.append(self.run_cell(spec, method_spec, seed, context, dataset, labelled))
         return records
 

@@ -54,7 +54,8 @@ def directions_of(cells: dict[tuple[str, str], dict[str, Any]]) -> dict[str, boo
 def markdown_tables(results: dict[str, Any]) -> str:
     rows = results["table"]
     parts = [f"# Benchmark '{results['name']}'\n", "Mean ± sample standard deviation over the seeds of each data "
-             "set (seed stability: over the pairs of seeds); arrows give the direction of better.\n"]  # fmt: skip
+             "set (seed stability: over the pairs of seeds; a value without ± comes from one seed); arrows give the "
+             "direction of better.\n"]  # fmt: skip
     for dataset, info in results["datasets"].items():
         count = next((c["images"] for c in results["cells"] if c["dataset"] == dataset), None)
         if count is None:
