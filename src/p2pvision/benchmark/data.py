@@ -32,7 +32,7 @@ class BundledPhotos(Dataset):
             picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.BICUBIC)
             left, top = (picture.width - image_size) // 2, (picture.height - image_size) // 2
             picture = picture.crop((left, top, left + image_size, top + image_size))
-            self.images.append(torch.from_numpy(np.asarray(picture)).permute(2, 0, 1).float() / 255)
+            self.images.append(torch.from_numpy(np.array(picture)).permute(2, 0, 1).float() / 255)  # a writable copy
 
     def __len__(self) -> int:
         return len(self.images)
