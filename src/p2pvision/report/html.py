@@ -200,8 +200,8 @@ def render_report(results: dict[str, Any], out: Path) -> str:
     """The report as one HTML string (example maps are read from the cell files under ``out``)."""
     body = [
         f"<h1>Benchmark '{_e(results['name'])}'</h1>",
-        "<p class=note>Values are mean ± sample standard deviation over the seeds of each data set; arrows give the "
-        "direction of better; the best value per column is bold. "
+        "<p class=note>Values are mean ± sample standard deviation over the seeds of each data set (a value without ± "
+        "comes from one seed); arrows give the direction of better; the best value per column is bold. "
         f"Hardware: {_e(json.dumps(results['hardware']))}; torch {_e(results['versions']['torch'])}. "
         f"This run computed {results.get('computed', '?')} of {len(results['cells'])} cells in "
         f"{results['seconds']:.0f} s (the others were done earlier).</p>",
