@@ -110,15 +110,16 @@ def build_stage(config: DataConfig, stage: str, partitioner: Partitioner, progre
 class P2PDataModule(L.LightningDataModule):
     """Train / val / test loaders with cached region maps; shuffling is seeded per epoch for exact resumes."""
 
-    def __init__(self, config: DataConfig, partition: dict, batch_size: int, seed: int) -> None:
+    def __init__(self, config: DataConfig, partition: dict, batch_size: int, seed: int, progress: bool = True) -> None:
         super().__init__()
         self.config, self.partition, self.batch_size, self.seed = config, dict(partition), batch_size, seed
+        self.progress = progress
         self.datasets: dict[str, Dataset] = {}
 
     def prepare_data(self) -> None:
         """Generate data and region caches once (on the first process only)."""
         for stage in STAGES:
-            build_stage(self.config, stage, make_partitioner(**self.partition))
+            build_stage(self.config, stage, make_partitioner(**self.partition), progress=self.progress)
 
     def setup(self, stage: str | None = None) -> None:
         partitioner = make_partitioner(**self.partition)

@@ -103,7 +103,7 @@ def run_training(
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(train.seed, workers=True, verbose=False)
     partition = config.model.get("partition") or config.model_config(2, ["a", "b"]).partition
-    data = P2PDataModule(config.data, partition, train.batch_size, train.seed)
+    data = P2PDataModule(config.data, partition, train.batch_size, train.seed, progress)
     data.prepare_data()
     classes = data.classes
     if train.mode == "p2p":
