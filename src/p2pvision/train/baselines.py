@@ -19,11 +19,11 @@ from p2pvision.baselines.base import Selection
 from p2pvision.metrics.localisation import hard_keep, mask_precision
 from p2pvision.models.p2p.config import P2PConfig
 from p2pvision.regions import region_areas
-from p2pvision.train.module import _SeededEpochs
+from p2pvision.train.module import _WarmupEpochs
 
 
-class _BaselineLightning(_SeededEpochs):
-    """Warm-up learning rate, post-warm-up progress and validation shared by the baselines."""
+class _BaselineLightning(_WarmupEpochs):
+    """Model construction, the sparsity schedule and validation shared by the baselines."""
 
     model_class: type
 
@@ -36,30 +36,15 @@ class _BaselineLightning(_SeededEpochs):
         warmup_epochs: int = 0,
         warmup_lr: float | None = None,
     ) -> None:
-        super().__init__(lr, weight_decay, seed)
+        super().__init__(lr, weight_decay, seed, warmup_epochs, warmup_lr)
         self.save_hyperparameters()
         self.config = P2PConfig.from_dict(model_config)
         self.model = self.model_class(self.config)
-        self.warmup_epochs = warmup_epochs
-        self.warmup_lr = lr if warmup_lr is None else warmup_lr
-
-    @property
-    def warming_up(self) -> bool:
-        return self.current_epoch < self.warmup_epochs
-
-    def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
-        for group in self.optimizers().optimizer.param_groups:
-            group["lr"] = self.warmup_lr if self.warming_up else self.lr
 
     @property
     def sparsity_weight(self) -> float:
         """P2P's lambda schedule over the epochs after the warm-up."""
-        if self._trainer is None:
-            return self.config.lambda_sparse
-        warmup = self.warmup_epochs * self.trainer.num_training_batches
-        total = self.trainer.estimated_stepping_batches - warmup
-        return self.config.sparsity_weight(min(1.0, max(0.0, (self.global_step - warmup) / max(1, total))))
+        return self.config.sparsity_weight(self.progress)
 
     def log_train(self, loss: Tensor, logits: Tensor, labels: Tensor, **extra: Tensor | float) -> Tensor:
         accuracy = (logits.argmax(-1) == labels.repeat_interleave(len(logits) // len(labels))).float().mean()

@@ -47,7 +47,35 @@ class _SeededEpochs(L.LightningModule, metaclass=abc.ABCMeta):
         self._evaluate(batch, "test")
 
 
-class P2PLightning(_SeededEpochs):
+class _WarmupEpochs(_SeededEpochs):
+    """The first ``warmup_epochs`` run at ``warmup_lr`` (what they train is the subclass's choice); the rest at
+    ``lr``. :attr:`progress` counts the epochs after the warm-up only, so schedules start when the warm-up ends."""
+
+    def __init__(self, lr: float, weight_decay: float, seed: int, warmup_epochs: int, warmup_lr: float | None) -> None:
+        super().__init__(lr, weight_decay, seed)
+        self.warmup_epochs = warmup_epochs
+        self.warmup_lr = lr if warmup_lr is None else warmup_lr
+
+    @property
+    def warming_up(self) -> bool:
+        return self.current_epoch < self.warmup_epochs
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        for group in self.optimizers().optimizer.param_groups:
+            group["lr"] = self.warmup_lr if self.warming_up else self.lr
+
+    @property
+    def progress(self) -> float:
+        """Share of the epochs after the warm-up done, in [0, 1] (1 outside a trainer)."""
+        if self._trainer is None:
+            return 1.0
+        warmup = self.warmup_epochs * self.trainer.num_training_batches
+        total = self.trainer.estimated_stepping_batches - warmup
+        return min(1.0, max(0.0, (self.global_step - warmup) / max(1, total)))
+
+
+class P2PLightning(_WarmupEpochs):
     """Trains a :class:`P2PModel`; validates with hard masks and a tau search over ``val_tau_grid``.
 
     The first ``warmup_epochs`` train the classifier alone on full images at ``warmup_lr`` (a classifier that
@@ -65,27 +93,10 @@ class P2PLightning(_SeededEpochs):
         warmup_epochs: int = 0,
         warmup_lr: float | None = None,
     ) -> None:
-        super().__init__(lr, weight_decay, seed)
+        super().__init__(lr, weight_decay, seed, warmup_epochs, warmup_lr)
         self.save_hyperparameters()
         self.model = P2PModel(P2PConfig.from_dict(model_config))
         self.val_tau_grid = tuple(val_tau_grid)
-        self.warmup_epochs = warmup_epochs
-        self.warmup_lr = lr if warmup_lr is None else warmup_lr
-
-    def on_train_epoch_start(self) -> None:
-        super().on_train_epoch_start()
-        lr = self.warmup_lr if self.current_epoch < self.warmup_epochs else self.lr
-        for group in self.optimizers().optimizer.param_groups:
-            group["lr"] = lr
-
-    @property
-    def progress(self) -> float:
-        """Share of the P2P phase (after the warm-up) done, in [0, 1]."""
-        if self._trainer is None:
-            return 1.0
-        warmup = self.warmup_epochs * self.trainer.num_training_batches
-        total = self.trainer.estimated_stepping_batches - warmup
-        return min(1.0, max(0.0, (self.global_step - warmup) / max(1, total)))
 
     def _warmup_step(self, batch: dict) -> torch.Tensor:
         logits = self.model.classifier(batch["image"])
@@ -97,7 +108,7 @@ class P2PLightning(_SeededEpochs):
         return loss
 
     def training_step(self, batch: dict, batch_index: int) -> torch.Tensor:
-        if self.current_epoch < self.warmup_epochs:
+        if self.warming_up:
             return self._warmup_step(batch)
         config = self.model.config
         progress = self.progress
