@@ -14,8 +14,9 @@ from torch import nn
 from p2pvision.errors import ConfigError
 from p2pvision.metrics.base import EvalInputs
 from p2pvision.metrics.faithfulness import crop_boxes, tight_boxes
-from p2pvision.metrics.localisation import hard_keep, pointing_game, relevance_mass, top_share_mask
+from p2pvision.metrics.localisation import pointing_game, relevance_mass
 from p2pvision.metrics.registry import METRICS, make_metric
+from p2pvision.regions.masks import hard_keep, top_share_mask
 
 SIZE = 32
 

@@ -7,7 +7,8 @@ from sklearn.metrics import average_precision_score
 
 from p2pvision.metrics.base import EvalInputs
 from p2pvision.metrics.faithfulness import ranked_coalitions
-from p2pvision.metrics.localisation import PixelAveragePrecision, mask_iou, mask_precision
+from p2pvision.metrics.localisation import PixelAveragePrecision
+from p2pvision.regions.masks import mask_iou, mask_precision
 
 
 def test_precision_and_iou_known_values():

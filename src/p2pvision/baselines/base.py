@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from p2pvision.metrics.localisation import hard_keep
 from p2pvision.models.backbones import ImageClassifier, create_classifier
 from p2pvision.models.p2p.config import P2PConfig
 from p2pvision.models.p2p.selector import Selector
 from p2pvision.regions import make_partitioner, partition_batch
+from p2pvision.regions.masks import hard_keep
 from p2pvision.removal import make_removal
 
 

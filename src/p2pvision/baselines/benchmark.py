@@ -15,7 +15,7 @@ from p2pvision.baselines.posthoc import top_regions_mask
 from p2pvision.benchmark.methods import Context, ExplainerMethod, Method, _check_classes, register_method
 from p2pvision.errors import ConfigError
 from p2pvision.metrics.base import EvalInputs, check_fraction
-from p2pvision.metrics.localisation import hard_keep
+from p2pvision.regions.masks import hard_keep
 
 
 class TrainedBaseline(Method):

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from p2pvision.metrics.base import EvalInputs, Metric
-from p2pvision.metrics.localisation import hard_keep
+from p2pvision.regions.masks import hard_keep
 
 
 class Accuracy(Metric):

@@ -16,9 +16,9 @@ from torch import Tensor
 
 from p2pvision.baselines import PixelMaskClassifier, RealXModel, SoftMaskModel
 from p2pvision.baselines.base import Selection
-from p2pvision.metrics.localisation import hard_keep, mask_precision
 from p2pvision.models.p2p.config import P2PConfig
 from p2pvision.regions import region_areas
+from p2pvision.regions.masks import hard_keep, mask_precision
 from p2pvision.train.module import _WarmupEpochs
 
 

@@ -9,10 +9,10 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from p2pvision.metrics.localisation import mask_precision
 from p2pvision.models.backbones import ImageClassifier, create_classifier
 from p2pvision.models.p2p.config import P2PConfig
 from p2pvision.models.p2p.model import P2PModel
+from p2pvision.regions.masks import mask_precision
 
 
 class _SeededEpochs(L.LightningModule, metaclass=abc.ABCMeta):
