@@ -11,8 +11,8 @@ import pytest
 from PIL import Image
 from skimage import data
 
+from p2pvision.cli.explain import add_explain_command
 from p2pvision.errors import ConfigError, P2PVisionError
-from p2pvision.explain.cli import add_explain_command
 
 
 def run(argv: list[str]) -> int:

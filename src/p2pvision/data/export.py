@@ -56,3 +56,25 @@ def export_image_folder(
 def _save_png(array: np.ndarray, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(array).save(path, compress_level=1)
+
+
+def export_semisynthetic(
+    config, task: str, out: str | os.PathLike[str], root: str | os.PathLike[str] | None = None,
+    overwrite: bool = False, progress: bool = True,
+) -> tuple[Path, int]:  # fmt: skip
+    """Export the built-in semi-synthetic data set (``config``: a ``SemiSyntheticConfig``; ``task``: "object" or
+    "scene") with its masks as an ImageFolder layout under ``out``; returns the folder and the number of images."""
+    from dataclasses import asdict
+
+    from p2pvision.data.builtin import SemiSyntheticDataset
+
+    splits = {s: SemiSyntheticDataset(s, task, config, root=root, progress=progress) for s in ("train", "val", "test")}
+    info = {
+        "dataset": "p2pvision semi-synthetic",
+        "task": task,
+        "config": asdict(config),
+        "classes": splits["train"].classes,
+        "relevant_area_share": {split: dataset.relevant_area_share for split, dataset in splits.items()},
+    }
+    folder = export_image_folder(splits, out, info, overwrite=overwrite, progress=progress)
+    return folder, sum(len(d) for d in splits.values())

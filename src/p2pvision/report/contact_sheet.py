@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 from skimage.segmentation import find_boundaries
 
+# Regions drawn on the semi-synthetic contact sheets (the demo's partition).
+SHEET_PARTITION = {"name": "slic", "n_segments": 50, "compactness": 20.0}
 MASK_COLOUR = np.array([255, 230, 0], np.uint8)  # yellow outline of the ground-truth mask
 REGION_COLOUR = np.array([255, 255, 255], np.uint8)  # white region boundaries
 
@@ -53,3 +57,46 @@ def contact_sheet(
         if captions is not None:
             draw.text((x + 2, y + height * scale + 1), captions[i][: tile_w // 6], fill=(230, 230, 230))
     return sheet
+
+
+def write_sample_sheet(
+    samples: Sequence[dict], classes: Sequence[str], has_masks: bool, path: str | os.PathLike[str]
+) -> Path:
+    """A PNG of up to 32 data set samples (dicts with image, label, optional mask) resized to 96 x 96, with mask
+    outlines and class names; returns its resolved path."""
+    from p2pvision.cache import atomic_path
+    from p2pvision.data.transforms import JointResize
+
+    resize = JointResize((96, 96))
+    shown = [resize(s) for s in samples[:32]]
+    images = np.stack([(s["image"].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8) for s in shown])
+    masks = np.stack([s["mask"].numpy() for s in shown]) if has_masks else None
+    captions = [classes[s["label"]] for s in shown]
+    with atomic_path(path) as tmp:
+        contact_sheet(images, masks, None, captions, scale=1).save(tmp)
+    return Path(path).resolve()
+
+
+def write_contact_sheet(config, task: str, split: str, out: Path, count: int = 32, root: Path | None = None) -> Path:
+    """A PNG of the first ``count`` images of a split of the semi-synthetic data set (``config``: a
+    ``SemiSyntheticConfig``): object mask outlines (yellow), SLIC boundaries, labels."""
+    import torch
+
+    from p2pvision.cache import atomic_path
+    from p2pvision.data.builtin import SemiSyntheticDataset
+    from p2pvision.regions.partition import make_partitioner, partition_batch
+
+    dataset = SemiSyntheticDataset(split, task, config, root=root)
+    count = min(count, len(dataset))
+    images = np.array(dataset.arrays.images[:count])
+    partitioner = make_partitioner(**SHEET_PARTITION)
+    regions = partition_batch(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255, partitioner).numpy()
+    data = dataset.data
+    captions = [
+        f"{data.object_classes[o]} | {data.scene_classes[s]}"
+        for o, s in zip(dataset.arrays.object_labels[:count], dataset.arrays.scene_labels[:count])
+    ]
+    sheet = contact_sheet(images, np.asarray(dataset.arrays.object_masks[:count]), regions, captions, scale=3)
+    with atomic_path(out) as tmp:
+        sheet.save(tmp)
+    return out

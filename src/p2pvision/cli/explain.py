@@ -13,8 +13,7 @@ from typing import Any
 import yaml
 
 from p2pvision.errors import ConfigError
-
-DEFAULT_MODEL = "tf_efficientnet_lite0"
+from p2pvision.models.loading import DEFAULT_MODEL
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -78,30 +77,9 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def load_model_from_args(args: argparse.Namespace, device: str) -> tuple[Any, str]:
     """The model chosen by :func:`add_model_arguments`'s options, in eval mode on ``device``, and its name."""
-    if args.checkpoint is not None:
-        return _load_p2p_classifier(args.checkpoint, device), f"P2P classifier of {args.checkpoint}"
-    return _load_model(args.model, args.weights, device), args.model
+    from p2pvision.models.loading import load_explained_model
 
-
-def _load_p2p_classifier(checkpoint: str, device: str):
-    """The classifier of a P2P checkpoint, preprocessing images to the size it was trained at."""
-    from p2pvision.models.p2p.checkpoint import load_p2p
-
-    p2p = load_p2p(checkpoint)
-    classifier = p2p.classifier
-    classifier.input_size = (3, p2p.config.image_size, p2p.config.image_size)
-    classifier.crop_pct = 1.0  # resize the shorter side to the training size, then centre-crop, as P2P predict does
-    return classifier.to(device).eval()
-
-
-def _load_model(name: str, weights: str | None, device: str):
-    from p2pvision.models.backbones import WEIGHT_PACKAGES, create_classifier
-
-    if weights is None:
-        if name not in WEIGHT_PACKAGES:
-            raise ConfigError(f"--weights is required for '{name}': a local weights file, 'hub', or 'none'")
-        weights = "package"
-    return create_classifier(name, weights=None if weights == "none" else weights).to(device).eval()
+    return load_explained_model(args.model, args.weights, args.checkpoint, device)
 
 
 def _build_explainer(args: argparse.Namespace, model) -> Any:

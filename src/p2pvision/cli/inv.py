@@ -9,7 +9,7 @@ import argparse
 import time
 from pathlib import Path
 
-from p2pvision.explain.cli import add_model_arguments
+from p2pvision.cli.explain import add_model_arguments
 
 
 def add_inv_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -67,7 +67,7 @@ def _output_names(paths: list[Path]) -> list[str]:
 def run_explain(args: argparse.Namespace) -> int:
     import torch
 
-    from p2pvision.explain.cli import load_model_from_args
+    from p2pvision.cli.explain import load_model_from_args
     from p2pvision.inv.clustermaps import InvConfig, cluster_maps
     from p2pvision.inv.runs import save_cluster_maps
     from p2pvision.io import load_image
@@ -93,10 +93,10 @@ def run_explain(args: argparse.Namespace) -> int:
 
 
 def run_global(args: argparse.Namespace) -> int:
+    from p2pvision.cli.label import DEFAULT_DB
     from p2pvision.errors import ConfigError
     from p2pvision.inv.global_explanation import build_global_explanation, write_global_explanation
     from p2pvision.inv.runs import find_runs
-    from p2pvision.label.cli import DEFAULT_DB
     from p2pvision.label.store import AnswerStore, read_answers_csv
 
     runs = find_runs(args.runs)

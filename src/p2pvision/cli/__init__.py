@@ -1,0 +1,92 @@
+"""The ``p2pvision`` command: thin wrappers that parse arguments, call the library and say where results went."""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+from collections.abc import Sequence
+
+from p2pvision.cli.benchmark import add_benchmark_command
+from p2pvision.cli.data import add_data_command
+from p2pvision.cli.explain import add_explain_command
+from p2pvision.cli.inv import add_inv_commands
+from p2pvision.cli.label import add_label_commands
+from p2pvision.cli.train import add_checkpoint_commands, add_train_command
+from p2pvision.errors import P2PVisionError
+
+__all__ = ["build_parser", "main"]
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    import numpy
+    import timm
+    import torch
+    import torchvision
+
+    from p2pvision import __version__, _torchvision_compat
+    from p2pvision.cache import cache_dir
+    from p2pvision.models.backbones import WEIGHT_PACKAGES
+    from p2pvision.regions.partition import fast_slic_available
+
+    device = "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    packages = []
+    for name, package in WEIGHT_PACKAGES.items():
+        try:
+            package.path()
+            packages.append(name)
+        except P2PVisionError:
+            pass
+    rows = [
+        ("p2pvision", __version__),
+        ("python", platform.python_version()),
+        ("torch", torch.__version__),
+        (
+            "torchvision",
+            torchvision.__version__ + (" (CPU shim for compiled ops)" if _torchvision_compat.patched() else ""),
+        ),
+        ("timm", timm.__version__),
+        ("numpy", numpy.__version__),
+        ("device", device),
+        ("cpu threads", str(torch.get_num_threads())),
+        ("cache", str(cache_dir())),
+        ("offline weights", ", ".join(packages) or "none installed"),
+        ("fast-slic", "installed" if fast_slic_available() else "not installed (scikit-image SLIC is used)"),
+    ]
+    width = max(len(key) for key, _ in rows)
+    for key, value in rows:
+        print(f"{key:<{width}}  {value}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from p2pvision import __version__
+
+    parser = argparse.ArgumentParser(prog="p2pvision", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"p2pvision {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    info = commands.add_parser("info", help="print versions, device and cache paths")
+    info.set_defaults(run=cmd_info)
+
+    add_data_command(commands)
+    add_train_command(commands)
+    add_explain_command(commands)
+    add_benchmark_command(commands)
+    add_inv_commands(commands)
+    add_label_commands(commands)
+    add_checkpoint_commands(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``p2pvision`` console script. User errors print one line and exit with code 2."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except P2PVisionError as exc:
+        print(f"p2pvision: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("p2pvision: interrupted", file=sys.stderr)
+        return 130

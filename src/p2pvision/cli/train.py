@@ -1,0 +1,112 @@
+"""``p2pvision train | predict | evaluate | demo``: train P2P, use and evaluate a checkpoint, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from p2pvision.train.experiment import load_experiment
+    from p2pvision.train.run import run_training
+
+    config = load_experiment(args.config, args.overrides)
+    out = Path(args.out or Path("results") / config.name)
+    model = run_training(config, out, resume=args.resume)
+    print(f"trained {config.train.mode} '{config.name}': model {model.resolve()}")
+    print(f"logs and metrics: {(out / 'logs' / 'metrics.csv').resolve()}, {(out / 'metrics.json').resolve()}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from p2pvision.models.p2p.checkpoint import load_p2p
+    from p2pvision.predict import predict_files
+
+    model = load_p2p(args.checkpoint)
+    records = predict_files(model, args.images, args.out, delta=args.delta, tau=args.tau)
+    print(f"{'file':<32} {'class':<16} {'conf':>6} {'tau':>5} {'kept':>6}")
+    for record in records:
+        name = Path(record["file"]).name[:32]
+        print(
+            f"{name:<32} {record['class'][:16]:<16} {record['confidence']:>6.3f} {record['tau']:>5.2f} "
+            f"{record['kept_fraction']:>6.1%}"
+        )
+    print(f"figures and predictions.json: {Path(args.out).resolve()}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from p2pvision.metrics.p2p_evaluation import HIGHER_IS_BETTER
+    from p2pvision.train.evaluation import evaluate_checkpoint, evaluation_keys, write_evaluation
+
+    deltas = tuple(args.delta)
+    report = evaluate_checkpoint(args.checkpoint, args.split, deltas, data=args.data, batch_size=args.batch_size)
+    keys = evaluation_keys(report[str(deltas[0])])
+    print(f"{args.split} split, {report[str(deltas[0])]['images']} images; arrows: direction of better")
+    print("delta  " + " ".join(f"{key + ('↑' if HIGHER_IS_BETTER[key] else '↓'):>13}" for key in keys))
+    for delta in deltas:
+        print(f"{delta:<6} " + " ".join(f"{report[str(delta)][key]:>13.4f}" for key in keys))
+    json_path, csv_path = write_evaluation(args.out, args.checkpoint, args.split, report, deltas)
+    print(f"tables: {json_path.resolve()}, {csv_path.resolve()}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from p2pvision.demo import plan_demo, run_demo
+
+    start = time.perf_counter()
+    out = Path(args.out)
+    plan = plan_demo(out, args.config)
+    if plan.reuses_model:
+        print(f"reusing the model trained earlier in {plan.model_dir} (delete {out} to train again)")
+    else:
+        warm, total = plan.config.train.warmup_epochs, plan.config.train.epochs
+        print(f"training P2P on the semi-synthetic object task on the CPU: {warm} warm-up epochs of the classifier")
+        print(f"on full images, then {total - warm} epochs of selector and classifier together...")
+    result = run_demo(plan)
+    print()
+    print(result.table)
+    print(f"{result.correct}/{result.images} demo images classified correctly; figures show what the classifier saw")
+    print(f"finished in {time.perf_counter() - start:.0f} s. Results in {out.resolve()}:")
+    print(f"  metrics:        {(out / 'metrics.md').resolve()} (and metrics.json)")
+    print(f"  predictions:    {(out / 'predictions').resolve()} (PNG per image, predictions.json)")
+    print(f"  model:          {plan.model_dir.resolve()}")
+    print(f"  training logs:  {(plan.run / 'logs' / 'metrics.csv').resolve()}")
+    print(f"  data samples:   {result.sheet.resolve()}")
+    return 0
+
+
+def add_train_command(commands: argparse._SubParsersAction) -> None:
+    """Add ``train``."""
+    train = commands.add_parser("train", help="train P2P (or the full-image baseline) from a YAML config")
+    train.add_argument("--config", default=None, help="experiment YAML (see configs/); default: built-in defaults")
+    train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. train.epochs=3")
+    train.add_argument("--out", default=None, help="output folder (default: results/<name>)")
+    train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    train.set_defaults(run=cmd_train)
+
+
+def add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
+    """Add ``predict``, ``evaluate`` and ``demo``."""
+    predict = commands.add_parser("predict", help="classify image files with a P2P checkpoint and show what it kept")
+    predict.add_argument("checkpoint", help="a P2P model folder (model.safetensors + config.json)")
+    predict.add_argument("images", nargs="+", help="image files")
+    predict.add_argument("--out", default="results/predictions", help="folder for figures and predictions.json")
+    predict.add_argument("--delta", type=float, default=None, help="certainty for the tau search (default: model's)")
+    predict.add_argument("--tau", type=float, default=None, help="a fixed tau instead of the search")
+    predict.set_defaults(run=cmd_predict)
+
+    evaluate = commands.add_parser("evaluate", help="accuracy, sparsity, localisation, faithfulness of a checkpoint")
+    evaluate.add_argument("checkpoint", help="a P2P model folder")
+    evaluate.add_argument("--data", nargs="*", default=[], metavar="KEY=VALUE", help="data overrides, e.g. root=DIR")
+    evaluate.add_argument("--split", choices=["train", "val", "test"], default="test")
+    evaluate.add_argument("--delta", type=float, nargs="+", default=[0.8, 0.9, 0.95, 0.99])
+    evaluate.add_argument("--batch-size", type=int, default=64)
+    evaluate.add_argument("--out", default="results/evaluation", help="folder for evaluation.json and .csv")
+    evaluate.set_defaults(run=cmd_evaluate)
+
+    demo = commands.add_parser("demo", help="run the main job on the built-in data and say where results are")
+    demo.add_argument("--out", default="results/demo", help="output folder (default: results/demo)")
+    demo.add_argument("--config", default="demo", help="experiment to run (default: the shipped 'demo')")
+    demo.set_defaults(run=cmd_demo)
