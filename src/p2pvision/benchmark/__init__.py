@@ -3,3 +3,7 @@
 ``load_benchmark(path)`` reads a config (``config`` module), ``run_benchmark(config, out)`` evaluates the cells
 that are not done yet (``engine``); methods are pluggable (``methods``: :class:`Method`, ``register_method``).
 """
+
+# The baselines of the P2P comparison (p2pvision.baselines) register their kinds: blackbox_pixel, realx, soft_mask,
+# posthoc_selection.
+from p2pvision.benchmark import baseline_methods  # noqa: E402, F401

@@ -22,24 +22,19 @@ To add a baseline::
 from __future__ import annotations
 
 import inspect
-import logging
-import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
 
-from p2pvision.cache import params_key
 from p2pvision.errors import ConfigError
 from p2pvision.metrics.base import EvalInputs
+from p2pvision.train.orchestrate import TrainingRuns
 
 METHODS: dict[str, type[Method]] = {}
-# Training modes whose first epochs are the classifier alone on full images: they share one warm-up run.
-SHARED_WARMUP_MODES = ("p2p", "blackbox_pixel", "soft_mask")
 
 
 def register_method(cls: type[Method]) -> type[Method]:
@@ -61,86 +56,35 @@ class Context:
     methods: dict[str, Method] = field(default_factory=dict)
     progress: bool = True
 
+    @property
+    def runs(self) -> TrainingRuns:
+        """The training runs on this data set with this seed (:class:`~p2pvision.train.orchestrate.TrainingRuns`)."""
+        return TrainingRuns(self.dataset, self.data, self.seed, self.models_dir, self.progress)
+
     def train(self, mode: str, model: dict[str, Any], train: dict[str, Any]) -> Path:
-        """Train (or reuse, or resume) a model on this data set with this seed; returns its model folder.
-
-        ``mode`` is a ``train.mode`` ("p2p", "classifier", a baseline's); ``model`` and ``train`` are the sections
-        of a training config. Runs with equal settings share one folder, named by a hash of the whole experiment.
-
-        With ``train.warmup_epochs`` > 0, the warm-up (the classifier alone on full images at ``warmup_lr``) is
-        trained once per data set, seed and classifier and shared: the modes in :data:`SHARED_WARMUP_MODES` start
-        from its weights for the remaining epochs, and a classifier run continues it (at ``warmup_lr``). So the
-        Blackbox, P2P and the baselines get the same classifier and the same epochs without repeating the
-        warm-up. REAL-X warms up its evaluator on random masks instead, in its own run.
-        """
-        warmup = int(train.get("warmup_epochs") or 0)
-        if not warmup or (mode != "classifier" and mode not in SHARED_WARMUP_MODES):
-            return self._train_once(mode, model, train)
-        lr = train.get("warmup_lr") or train["lr"]
-        classifier = {key: model[key] for key in ("classifier", "classifier_weights") if model.get(key)}
-        warm_train = {**train, "lr": lr, "warmup_epochs": 0, "warmup_lr": None}
-        warm = self._train_once("classifier", classifier, {**warm_train, "epochs": warmup})
-        if mode == "classifier":
-            return self._train_once(mode, classifier, warm_train, continues=warm.parent)
-        rest = {**train, "epochs": int(train["epochs"]) - warmup, "warmup_epochs": 0, "warmup_lr": None}
-        return self._train_once(mode, {**model, "classifier_weights": str(warm / "model.safetensors")}, rest)
-
-    def _train_once(
-        self, mode: str, model: dict[str, Any], train: dict[str, Any], continues: Path | None = None
-    ) -> Path:
-        """One training run in its hash-named folder; ``continues``: a finished shorter run of the same
-        experiment whose last checkpoint this one resumes (for more epochs)."""
-        from p2pvision.train.experiment import experiment_from_dict
-        from p2pvision.train.run import run_training
-
-        if self.data.get("source") == "photos":
-            raise ConfigError(f"data set '{self.dataset}' (photos) has no training split: give a checkpoint")
-        experiment = self.experiment(mode, model, train)
-        folder = self.run_folder(mode, model, train)
-        if rank_zero_only.rank > 0:  # other processes of a distributed evaluation wait for the first to train
-            return wait_for(folder / "model" / "config.json").parent
-        if not (folder / "model" / "config.json").is_file():
-            resume = (folder / "checkpoints" / "last.ckpt").is_file()
-            print(f"training {mode} on '{self.dataset}' with seed {self.seed} into {folder}", flush=True)
-            logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
-            run_training(experiment_from_dict(experiment), folder, resume=resume, progress=self.progress,
-                         continue_from=continues)  # fmt: skip
-        return folder / "model"
+        """Train (or reuse, or resume) a model on this data set with this seed; returns its model folder. Runs
+        with equal settings share one hash-named folder; the classifier warm-up is shared between the modes in
+        :data:`~p2pvision.train.orchestrate.SHARED_WARMUP_MODES` (see :meth:`TrainingRuns.train`)."""
+        return self.runs.train(mode, model, train)
 
     def experiment(self, mode: str, model: dict[str, Any], train: dict[str, Any]) -> dict[str, Any]:
         """The training experiment of one run on this data set and seed."""
-        return {"name": f"{self.dataset}-{mode}", "data": self.data, "model": model,
-                "train": {**train, "mode": mode, "seed": self.seed}}  # fmt: skip
+        return self.runs.experiment(mode, model, train)
 
     def run_folder(self, mode: str, model: dict[str, Any], train: dict[str, Any]) -> Path:
         """The folder of that run, named by a hash of its experiment."""
-        return self.models_dir / f"{self.dataset}-{mode}-{params_key(self.experiment(mode, model, train))}"
+        return self.runs.run_folder(mode, model, train)
 
     def train_from(self, mode: str, spec: dict[str, Any]) -> Path:
         """:meth:`train` with the ``model`` and ``train`` sections of a method's spec on top of those of the
         training config it names in ``config`` (a shipped name or a YAML file, may contain ``{dataset}``; its data
         section is not used: training uses the benchmark data set's)."""
-        from p2pvision.train.experiment import load_experiment
-
         config = spec.get("config")
-        base = load_experiment(str(self.path(config))).to_dict() if config else {"model": {}, "train": {}}
-        model = {**base["model"], **(spec.get("model") or {})}
-        train = {**base["train"], **(spec.get("train") or {})}
-        return self.train(mode, model, train)
+        return self.runs.train_from(mode, spec, self.path(config) if config else None)
 
     def path(self, template: str) -> Path:
         """A path (or config name) from a template with ``{dataset}`` and ``{seed}`` fields."""
         return Path(template.format(dataset=self.dataset, seed=self.seed))
-
-
-def wait_for(path: Path, timeout: float = 7 * 24 * 3600.0) -> Path:
-    """Wait until ``path`` exists (written atomically by another process); returns it."""
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"'{path}' did not appear within {timeout:.0f} s")
-        time.sleep(2.0)
-    return path
 
 
 class Method(ABC):
@@ -325,8 +269,3 @@ class ExplainerMethod(Method):
         if hasattr(self, "explainer"):
             settings["resolved"] = self.explainer.params | {"partition": self.explainer.partitioner.params}
         return settings
-
-
-# The baselines of the P2P comparison (p2pvision.baselines) register their kinds: blackbox_pixel, realx, soft_mask,
-# posthoc_selection.
-import p2pvision.baselines.benchmark  # noqa: E402, F401

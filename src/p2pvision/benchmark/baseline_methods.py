@@ -1,5 +1,6 @@
-"""The baselines as benchmark methods (``p2pvision benchmark``): kinds ``blackbox_pixel``, ``realx``, ``soft_mask``
-(trained per data set and seed like ``p2p``, or loaded from a ``checkpoint``) and ``posthoc_selection`` (a post-hoc
+"""The baselines of :mod:`p2pvision.baselines` as benchmark methods (``p2pvision benchmark``): kinds
+``blackbox_pixel``, ``realx``, ``soft_mask`` (trained per data set and seed like ``p2p``, or loaded from a
+``checkpoint``) and ``posthoc_selection`` (a post-hoc
 explainer's top regions at a fixed kept ``fraction`` or at the per-image kept fraction of the P2P method named in
 ``match``). Fixed-tau and pixel-level P2P are ``kind: p2p`` entries with other ``model`` settings."""
 
