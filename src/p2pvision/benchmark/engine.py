@@ -24,17 +24,17 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
-from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from p2pvision.benchmark.config import BenchmarkConfig, DatasetSpec, MethodSpec
 from p2pvision.benchmark.data import open_dataset
 from p2pvision.benchmark.methods import Context, Method
-from p2pvision.cache import atomic_path, params_key, write_json
+from p2pvision.cache import params_key, write_json
 from p2pvision.metrics.base import EvalInputs, Metric
 from p2pvision.metrics.registry import make_metric
 from p2pvision.metrics.similarity import MapSimilarity
+from p2pvision.report.examples import load_examples, save_examples
 
 STORED = ("images", "pixel_map", "keep", "mask", "predicted", "labels")
 CELL_FORMAT = 2  # part of every cell's key: a new record format recomputes old cells
@@ -102,19 +102,6 @@ def _device(hardware: dict[str, Any]) -> torch.device:
     if hardware["accelerator"] in ("gpu", "cuda", "auto") and torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
-
-
-def _save_examples(kept: list[dict[str, Tensor]], path: Path) -> None:
-    tensors = {name: torch.cat([part[name] for part in kept]) for name in kept[0]}
-    tensors["images"] = (tensors["images"].clamp(0, 1) * 255).round().to(torch.uint8)
-    tensors = {name: value.to(torch.uint8) if value.dtype == torch.bool else value for name, value in tensors.items()}
-    with atomic_path(path) as tmp:
-        save_file({key: value.contiguous() for key, value in tensors.items()}, str(tmp))
-
-
-def load_examples(path: str | Path) -> dict[str, Tensor]:
-    """The stored example tensors of a cell (images as uint8, maps, keep and masks as stored)."""
-    return load_file(str(path))
 
 
 def evaluate_cell(
@@ -278,7 +265,7 @@ class _Runner:
                        "examples": f"{stem}.safetensors", "method_settings": method.settings,
                        "class_names": names})  # fmt: skip
         if rank_zero_only.rank == 0:
-            _save_examples(module.kept, self.out / record["examples"])
+            save_examples(module.kept, self.out / record["examples"])
             write_json(path, record)
         self.computed += 1
         print(f"{header}: {record['images']} images in {record['seconds']:.1f} s", flush=True)
@@ -295,8 +282,8 @@ def _quiet_lightning() -> None:
 def run_benchmark(config: BenchmarkConfig, out: str | Path, progress: bool = True) -> dict[str, Any]:
     """Evaluate every cell not done yet; write ``results.json``, ``results.csv``, ``results.md`` and
     ``report.html`` into ``out``; returns the results."""
-    from p2pvision.benchmark.tables import write_tables
     from p2pvision.report.html import write_report
+    from p2pvision.report.tables import write_tables
 
     out = Path(out)
     _quiet_lightning()

@@ -15,9 +15,9 @@ from typing import Any
 import torch
 from PIL import Image
 
-from p2pvision.benchmark.tables import arrow, directions_of, format_value, groups_of, pivot
 from p2pvision.cache import atomic_path
 from p2pvision.report.contact_sheet import annotate
+from p2pvision.report.examples import load_examples
 from p2pvision.report.html_plots import (
     accuracy_kept_figure,
     cost_figure,
@@ -26,6 +26,7 @@ from p2pvision.report.html_plots import (
     png_uri,
 )
 from p2pvision.report.overlays import heatmap_overlay
+from p2pvision.report.tables import arrow, directions_of, format_value, groups_of, pivot
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 24px auto; max-width: 1400px; color: #222; }
@@ -129,8 +130,6 @@ def _overlay(stored: dict[str, torch.Tensor], index: int) -> Image.Image:
 def example_grid(results: dict[str, Any], dataset: str, out: Path) -> str:
     """HTML table: each example image (ground-truth outline in yellow) and every method's overlay (first seed),
     with the true and the predicted class."""
-    from p2pvision.benchmark.engine import load_examples
-
     cells = [c for c in results["cells"] if c["dataset"] == dataset]
     if not cells:
         return ""
