@@ -14,10 +14,10 @@ from PIL import Image
 from skimage import data
 
 from p2pvision.cli import main
+from p2pvision.inv.answers import Answer
 from p2pvision.inv.global_explanation import build_global_explanation, write_global_explanation
 from p2pvision.inv.labels import default_embedder, group_labels, normalise_label, score_labels
 from p2pvision.inv.runs import find_runs
-from p2pvision.label.answers import Answer
 from p2pvision.label.store import AnswerStore
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from inv_helpers import make_runs
 
-from p2pvision.label.answers import UNSURE, InvalidAnswer, validate_answer
+from p2pvision.inv.answers import UNSURE, InvalidAnswer, validate_answer
 from p2pvision.label.loadtest import run_load
 from p2pvision.label.server import LabelApp, make_server, server_url
 from p2pvision.label.store import AnswerConflict, AnswerStore

@@ -27,9 +27,9 @@ import numpy as np
 from PIL import Image
 
 from p2pvision.cache import atomic_path, write_json
+from p2pvision.inv.answers import Answer
 from p2pvision.inv.labels import Embedder, LabelGroups, group_labels, latest_answers, normalise_label, score_labels
 from p2pvision.inv.runs import ClusterMapRun
-from p2pvision.label.answers import Answer
 
 TOP_LABELS = 8
 

@@ -28,7 +28,7 @@ from scipy.cluster.hierarchy import fcluster, linkage
 from sklearn.metrics import silhouette_score
 
 from p2pvision.errors import ConfigError
-from p2pvision.label.answers import Answer
+from p2pvision.inv.answers import Answer
 
 Embedder = Callable[[Sequence[str]], np.ndarray]
 WRONG_GUESS_DIVISOR = 4.0

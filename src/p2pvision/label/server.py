@@ -8,7 +8,7 @@ Pages and API (JSON):
   answered yet; ``{"done": true}`` when none is left): its id, reveal-image URLs with their percentages, and
   the class choices;
 - ``GET /api/reveal/<task>/<step>.png``: a partial-reveal image;
-- ``POST /api/answers``: store an answer (``application/json``; see :mod:`p2pvision.label.answers`). 201 when
+- ``POST /api/answers``: store an answer (``application/json``; see :mod:`p2pvision.inv.answers`). 201 when
   stored, 200 with ``"duplicate": true`` when this answer_id was stored before, 400 with ``"error"`` when
   invalid, 409 on an answer_id reused with other content;
 - ``GET /api/stats``: answers, labellers, tasks.
@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from p2pvision.label.answers import (
+from p2pvision.inv.answers import (
     MAX_FEATURE,
     MAX_FEATURES,
     MAX_NAME,

@@ -20,7 +20,7 @@ from typing import Any
 
 from p2pvision.cache import atomic_path
 from p2pvision.errors import P2PVisionError
-from p2pvision.label.answers import Answer, InvalidAnswer, validate_answer
+from p2pvision.inv.answers import Answer, InvalidAnswer, validate_answer
 
 SCHEMA_VERSION = 1
 SCHEMA = """

@@ -1,4 +1,5 @@
-"""What one labelling answer is, and the checks every answer passes (from the web app or a CSV import).
+"""What one labelling answer is, and the checks every answer passes (from the web app or a CSV import). Answers
+are what INV's global explanations are built from; the labelling app (:mod:`p2pvision.label`) collects them.
 
 An answer: a client-generated ``answer_id`` (UUID, so that a retried submission is stored once), the labeller's
 name, the task (one cluster map), the reveal step the labeller was at, a class guess (one of the task's choices
