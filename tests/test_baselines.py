@@ -22,7 +22,7 @@ from p2pvision.baselines import (
 from p2pvision.benchmark.config import benchmark_from_dict
 from p2pvision.cli import main
 from p2pvision.errors import ConfigError
-from p2pvision.metrics.base import EvalInputs
+from p2pvision.metrics.base import EvalBatch
 from p2pvision.metrics.faithfulness import InverseMaskLeakage
 from p2pvision.models.p2p import P2PConfig, P2PModel, save_p2p
 from p2pvision.regions import GridPartitioner, partition_batch
@@ -66,7 +66,7 @@ def test_blackbox_pixel_classifier_sees_only_its_mask():
     outside[:, :, ~model.mask] = torch.rand_like(outside[:, :, ~model.mask])
     assert torch.allclose(model(images), model(outside))  # pixels outside the mask do not matter
     selection = model.explain(images)
-    assert torch.allclose(selection.kept_fraction, torch.full((2,), 0.25))
+    assert torch.allclose(selection.kept_fraction, torch.full((2,), 0.25, dtype=torch.float64))
     with pytest.raises(ConfigError, match="built for"):
         model(torch.rand(1, 3, 16, 16))
 
@@ -97,8 +97,7 @@ def test_soft_mask_leakage_is_accuracy_on_the_inverted_soft_mask():
         inverse = model.classifier(images * (1 - selection.keep).unsqueeze(1)).argmax(1)  # black fill
     labels = torch.stack([inverse[0], inverse[1], (inverse[2] + 1) % 10, (inverse[3] + 1) % 10])
     metric = InverseMaskLeakage()
-    metric.update(EvalInputs(images=images, predicted=selection.predicted, labels=labels, model=model.classifier,
-                             keep=selection.keep))  # fmt: skip
+    metric.update(selection, EvalBatch(images, labels=labels, model=model.classifier))
     assert metric.compute()["inverse_accuracy"] == pytest.approx(0.5)
 
 

@@ -19,7 +19,7 @@ from p2pvision.benchmark.config import benchmark_from_dict, load_benchmark
 from p2pvision.benchmark.methods import METHODS, Method, register_method
 from p2pvision.cli import main
 from p2pvision.errors import ConfigError
-from p2pvision.metrics.base import EvalInputs
+from p2pvision.explanation import Explanation
 from p2pvision.models.p2p import P2PConfig, P2PModel, save_p2p
 
 DATA = {"source": "semisynthetic", "task": "object", "image_size": 32, "n_train": 32, "n_val": 8, "n_test": 12}
@@ -40,13 +40,13 @@ class CentreCrop(Method):
     def load(self, context) -> None:
         self.model = context.methods[self.spec["classifier_of"]].classifier
 
-    def predict(self, images: torch.Tensor) -> EvalInputs:
+    def explain(self, images: torch.Tensor) -> Explanation:
         keep = torch.zeros(images.shape[0], *images.shape[2:], dtype=torch.bool, device=images.device)
         side = images.shape[-1]
         keep[:, side // 4 : 3 * side // 4, side // 4 : 3 * side // 4] = True
         predicted = self.model(images * keep.unsqueeze(1)).argmax(1)
-        return EvalInputs(images=images, predicted=predicted, model=self.model, keep=keep,
-                          pixel_map=keep.float(), evaluations=torch.ones_like(predicted))  # fmt: skip
+        return Explanation("centre", predicted, predicted, pixel_map=keep.float(), keep=keep,
+                           evaluations=torch.ones(len(predicted)))  # fmt: skip
 
     def networks(self):
         return [self.model]

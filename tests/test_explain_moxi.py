@@ -46,7 +46,7 @@ def test_moxi_skips_the_redundant_player_and_moxi_minus_does_not() -> None:
     assert moxi.target.tolist() == [1]
     assert moxi.order[0].tolist() == [0, 2, 3, 1]
     assert minus.order[0].tolist() == [0, 1, 2, 3]
-    assert patches_needed(moxi.order, images, regions) == 2 == moxi.extra["count"].item()
+    assert patches_needed(moxi.order, images, regions) == 2 == moxi.extras["count"].item()
     assert patches_needed(minus.order, images, regions) == 3
 
 
@@ -56,7 +56,7 @@ def test_deletion_removes_the_unique_evidence_first() -> None:
     minus = MoXIMinus(RedundantRegions(), BlackFill(), GridPartitioner(2), mode="deletion").explain(
         images, regions=regions
     )
-    assert moxi.order[0, 0] == 2 and moxi.extra["count"].item() == 1
+    assert moxi.order[0, 0] == 2 and moxi.extras["count"].item() == 1
     assert minus.order[0, :2].tolist() == [2, 3]
 
 
@@ -67,11 +67,11 @@ def test_moxi_costs_n_n_plus_1_over_2_and_early_stop_keeps_the_prefix() -> None:
     with torch.no_grad():
         target = model(images).argmax(1)  # the model's own class: it returns at the latest with all 16 players
     full = MoXI(model, BlackFill(), GridPartitioner(4)).explain(images, target=target, regions=regions)
-    assert full.cost.evaluations == 2 * 16 * 17 // 2
+    assert full.evaluations.sum() == 2 * 16 * 17 // 2
     assert (full.order >= 0).all() and torch.equal(full.order.sort(1).values, torch.arange(16).expand(2, -1))
     # Scores follow the order: the i-th player gets 16 - i.
     assert torch.equal(full.scores.gather(1, full.order), torch.arange(16, 0, -1).float().expand(2, -1))
-    curve = full.extra["curve"]
+    curve = full.extras["curve"]
     game = RegionGame(model, images, regions, BlackFill(), target=target)
     prefixes = torch.zeros(2, 16, 16, dtype=torch.bool)
     for b in range(2):
@@ -80,18 +80,19 @@ def test_moxi_costs_n_n_plus_1_over_2_and_early_stop_keeps_the_prefix() -> None:
     assert torch.allclose(game(prefixes), curve, atol=1e-5)
 
     stopped = MoXI(model, BlackFill(), GridPartitioner(4), early_stop=True).explain(images, target, regions)
-    count = full.extra["count"]
+    count = full.extras["count"]
     assert ((count >= 1) & (count < 16)).all()  # so early stopping saves evaluations
-    assert torch.equal(stopped.extra["count"], count)
+    assert torch.equal(stopped.extras["count"], count)
     for b in range(2):
         n = int(count[b])
         assert torch.equal(stopped.order[b, :n], full.order[b, :n]) and (stopped.order[b, n:] == -1).all()
         assert torch.equal(stopped.scores[b, stopped.order[b, :n]], torch.arange(n, 0, -1).float())
-    assert stopped.cost.evaluations == sum(sum(16 - k for k in range(int(n))) for n in count)
+    steps = sum(sum(16 - k for k in range(int(n))) for n in count)
+    assert stopped.evaluations.sum() == steps + 2  # and the prediction on each full image (target given)
 
 
 def test_moxi_minus_scores_are_self_context_shapley_values() -> None:
     images, regions = setup()
     result = MoXIMinus(RedundantRegions(), BlackFill(), GridPartitioner(2), value="logit").explain(images, 1, regions)
     assert torch.allclose(result.scores[0], torch.tensor([2.0, 2.0, 1.5, 0.2]))
-    assert result.cost.evaluations == 5
+    assert result.evaluations.sum() == 5 + 1  # and the prediction on the full image (target given)

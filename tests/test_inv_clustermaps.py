@@ -74,7 +74,7 @@ def test_cluster_maps_sum_to_the_layers_grad_cam_and_recover_the_constructed_gro
     assert sorted(sorted(c.channels) for c in layer.clusters) == groups  # t-SNE + Ward + silhouette find them
     assert max(layer.silhouette, key=layer.silhouette.get) == 3 and all(c.kept for c in layer.clusters)
     summed = sum(c.weight * c.layer_map for c in layer.clusters)
-    reference, target = GradCAM(model, layer="features").layer_maps(image[None], torch.tensor([0]))
+    reference, target, _ = GradCAM(model, layer="features").layer_maps(image[None], torch.tensor([0]))
     scale = 100 / (head.sum() / SIDE**2)  # percent weights vs Grad-CAM's raw mean gradients
     assert int(target) == 0
     np.testing.assert_allclose(summed, scale * reference[0].numpy(), rtol=1e-4)

@@ -5,7 +5,8 @@ import pytest
 import torch
 from sklearn.metrics import average_precision_score
 
-from p2pvision.metrics.base import EvalInputs
+from p2pvision.explanation import Explanation
+from p2pvision.metrics.base import EvalBatch
 from p2pvision.metrics.faithfulness import ranked_coalitions
 from p2pvision.metrics.localisation import PixelAveragePrecision
 from p2pvision.regions.masks import mask_iou, mask_precision
@@ -29,8 +30,9 @@ def test_pxap_equals_sklearn_average_precision_on_binned_scores():
     metric = PixelAveragePrecision(bins=100, normalise="none")
     for i in range(0, 5, 2):  # streaming over batches
         maps, masks = torch.tensor(scores[i : i + 2]), torch.tensor(relevant[i : i + 2])
-        metric.update(EvalInputs(images=torch.zeros(len(maps), 3, 16, 16), predicted=torch.zeros(len(maps)),
-                                 pixel_map=maps, mask=masks))  # fmt: skip
+        zeros = torch.zeros(len(maps), dtype=torch.int64)
+        metric.update(Explanation("toy", zeros, zeros, pixel_map=maps), EvalBatch(torch.zeros(len(maps), 3, 16, 16),
+                                                                                  mask=masks))  # fmt: skip
     expected = average_precision_score(relevant.ravel(), scores.ravel())
     assert metric.compute()["pxap"] == pytest.approx(expected, abs=1e-9)
 

@@ -179,18 +179,22 @@ def test_tau_search_runs_the_backbone_once(model, batch, monkeypatch):
 
 def test_explain_returns_the_input_the_classifier_saw(model, batch):
     images, regions = batch
-    result = model.explain(images, regions, tau=0.4)
+    result = model.explain(images, regions=regions, tau=0.4)
     assert result.predicted.shape == (6,) and result.probabilities.shape == (6, 4)
-    assert torch.equal(result.keep_mask, torch.stack([result.kept_regions[i][regions[i]] for i in range(6)]))
-    assert torch.allclose(result.kept_fraction, result.keep_mask.flatten(1).float().mean(1))
+    assert torch.equal(result.target, result.predicted) and result.method == "p2p"
+    kept_regions = result.scores > 0.5
+    assert torch.equal(result.keep, torch.stack([kept_regions[i][regions[i]] for i in range(6)]))
+    assert torch.allclose(result.kept_fraction, result.keep.flatten(1).double().mean(1))
     features = model.selector.features(images)
     logits, _ = model.classify_at(features, images, regions, torch.full((6,), 0.4))
     assert torch.allclose(result.probabilities, logits.softmax(-1), atol=1e-6)
-    assert torch.allclose(result.correlation.diagonal(dim1=1, dim2=2), torch.ones(6, 16), atol=1e-5)
+    correlation = result.extras["correlation"]
+    assert torch.allclose(correlation.diagonal(dim1=1, dim2=2), torch.ones(6, 16), atol=1e-5)
     record = result.record(0)
-    assert json.loads(json.dumps(record))["tau"] == 0.4 and record["num_regions"] == 16
+    assert json.loads(json.dumps(record))["tau"] == pytest.approx(0.4) and len(record["scores"]) == 16
+    assert "correlation" not in record and record["params"]["tau"] == 0.4
     searched = model.explain(images)  # regions from the configured partition
-    assert torch.equal(searched.regions, regions) and (searched.tau >= 0.05).all()
+    assert torch.equal(searched.regions, regions) and (searched.extras["tau"] >= 0.05).all()
 
 
 def test_checkpoint_round_trip_and_clear_errors(model, batch, tmp_path):
@@ -198,7 +202,8 @@ def test_checkpoint_round_trip_and_clear_errors(model, batch, tmp_path):
     folder = save_p2p(model, tmp_path / "ckpt")
     loaded = load_p2p(folder)
     assert torch.equal(
-        loaded.explain(images, regions, tau=0.3).probabilities, model.explain(images, regions, tau=0.3).probabilities
+        loaded.explain(images, regions=regions, tau=0.3).probabilities,
+        model.explain(images, regions=regions, tau=0.3).probabilities,
     )
     with pytest.raises(WeightsError, match="has 4 classes, expected 10"):
         load_p2p(folder, num_classes=10)

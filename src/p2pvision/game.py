@@ -81,6 +81,8 @@ class RegionGame:
         self.forward_seconds = 0.0
         self.removal_seconds = 0.0
         self._fills = None
+        # top-1 classes on the full images, learnt from any evaluation of a full keep mask (-1: not seen yet)
+        self._predicted = torch.full((images.shape[0],), -1, dtype=torch.int64, device=images.device)
         if isinstance(removal, Removal) and not removal.hole_dependent:
             with torch.no_grad():
                 started = time.perf_counter()
@@ -99,13 +101,26 @@ class RegionGame:
             with torch.no_grad():
                 for start in range(0, count, self.batch_size):
                     logits.append(self._forward(self.images[start : start + self.batch_size]))
-            return torch.cat(logits).argmax(dim=1) if logits else torch.zeros(0, dtype=torch.int64)
+            if logits:
+                self._predicted = torch.cat(logits).argmax(dim=1)
+            return self._predicted.clone()
         target = torch.as_tensor(target, dtype=torch.int64, device=self.images.device)
         if target.ndim == 0:
             target = target.expand(count)
         if tuple(target.shape) != (count,):
             raise ValueError(f"target must be an int or a ({count},) tensor, got shape {tuple(target.shape)}")
         return target.clone()
+
+    def predicted(self) -> Tensor:
+        """The model's top-1 classes (B,) on the full images. Known when the target was None or a full keep mask
+        was evaluated; the images not seen whole yet cost one counted forward pass each."""
+        missing = (self._predicted < 0).nonzero().flatten()
+        if len(missing):
+            with torch.no_grad():
+                for start in range(0, len(missing), self.batch_size):
+                    index = missing[start : start + self.batch_size]
+                    self._predicted[index] = self._forward(self.images[index]).argmax(dim=1)
+        return self._predicted.clone()
 
     def _forward(self, images: Tensor) -> Tensor:
         started = time.perf_counter()
@@ -160,7 +175,10 @@ class RegionGame:
             for start in range(0, len(flat), self.batch_size):
                 pairs = flat[start : start + self.batch_size]
                 index, sample = pairs // samples, pairs % samples
-                logits = self._masked_logits(index, keep_of(index, sample))
+                keep = keep_of(index, sample)
+                logits = self._masked_logits(index, keep)
+                whole = (keep >= 1).flatten(1).all(1)
+                self._predicted[index[whole]] = logits.detach().argmax(dim=1)[whole]
                 chunks.append((pairs, class_values(logits, self.target[index], self.value), logits.argmax(dim=1)))
         if chunks:  # out of place, so that with grad=True the values keep their autograd graph
             pairs = torch.cat([chunk[0] for chunk in chunks])

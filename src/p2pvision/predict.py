@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -12,6 +13,7 @@ from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from p2pvision.cache import write_json
+from p2pvision.explanation import Explanation
 from p2pvision.io import load_image, pil_to_tensor
 from p2pvision.models.p2p.model import P2PModel
 from p2pvision.report.p2p_figures import explanation_figure
@@ -21,6 +23,26 @@ def prepare_image(path: str | os.PathLike[str], size: int) -> torch.Tensor:
     """Load an image file robustly, resize its shorter side to ``size`` and centre-crop: (3,size,size) in [0,1]."""
     tensor = pil_to_tensor(load_image(path))
     return v2.CenterCrop(size)(v2.Resize(size, antialias=True)(tensor)).clamp(0, 1)
+
+
+def p2p_record(explanation: Explanation, index: int, class_names: Sequence[str]) -> dict[str, Any]:
+    """The summary of image ``index`` of a P2P explanation written to ``predictions.json``: class, confidence, the
+    chosen tau and certainty delta, kept share and regions, region probabilities and evaluations."""
+    slots = int(explanation.regions[index].max()) + 1  # type: ignore[index]
+    probabilities = explanation.scores[index, :slots]  # type: ignore[index]
+    predicted = int(explanation.predicted[index])
+    return {
+        "class": class_names[predicted],
+        "class_index": predicted,
+        "confidence": round(float(explanation.confidence[index]), 6),  # type: ignore[index]
+        "tau": round(float(explanation.extras["tau"][index]), 4),
+        "delta": explanation.params.get("delta"),
+        "kept_fraction": round(float(explanation.kept_fraction[index]), 6),  # type: ignore[index]
+        "kept_regions": torch.nonzero(probabilities > 0.5).flatten().tolist(),
+        "num_regions": slots,
+        "region_probs": [round(float(p), 6) for p in probabilities],
+        "evaluations": int(explanation.evaluations[index]),  # type: ignore[index]
+    }
 
 
 def predict_files(
@@ -39,10 +61,11 @@ def predict_files(
     for start in tqdm(range(0, len(paths), batch_size), desc="predicting", unit="batch", disable=not progress):
         chunk = [Path(p) for p in paths[start : start + batch_size]]
         images = torch.stack([prepare_image(path, size) for path in chunk])
-        result = model.explain(images, delta=delta, tau=tau)
+        result = model.explain(images, delta=delta, tau=tau).cpu()
         for index, path in enumerate(chunk):
             picture = (images[index].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            figure = explanation_figure(picture, result, index, path.name, out / f"{start + index:04d}_{path.stem}.png")
-            records.append({"file": str(path), "figure": str(figure), **result.record(index)})
+            figure = out / f"{start + index:04d}_{path.stem}.png"
+            explanation_figure(picture, result, index, path.name, figure, model.class_names)
+            records.append({"file": str(path), "figure": str(figure), **p2p_record(result, index, model.class_names)})
     write_json(out / "predictions.json", records)
     return records

@@ -1,42 +1,44 @@
-"""What the learned-mask baselines share: their prediction result, masking with the configured fill, and a
+"""What the learned-mask baselines share: their explanation, masking with the configured fill, and a
 selector network (P2P's dense selector with a constant budget input and a single output channel)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
 
 import torch
 from torch import Tensor, nn
 
+from p2pvision.explanation import Explanation, order_from_scores, resolve_target
 from p2pvision.models.backbones import ImageClassifier, create_classifier
 from p2pvision.models.p2p.config import P2PConfig
 from p2pvision.models.p2p.selector import Selector
-from p2pvision.regions import make_partitioner, partition_batch
-from p2pvision.regions.masks import hard_keep
+from p2pvision.regions import make_partitioner, partition_batch, region_areas
 from p2pvision.removal import make_removal
 
 
-@dataclass
-class Selection:
-    """A batch of predictions from masked images (tensors on the images' device).
-
-    ``keep`` (B, H, W) is what the classifier saw: bool for hard masks, float in [0, 1] for soft ones;
-    ``pixel_map`` (B, H, W) the selection scores per pixel; ``regions`` (B, H, W) and ``scores`` (B, K) the
-    regions and their selection probabilities, for region-level selectors (else None).
-    """
-
-    predicted: Tensor
-    probabilities: Tensor
-    keep: Tensor
-    pixel_map: Tensor
-    regions: Tensor | None = None
-    scores: Tensor | None = None
-
-    @property
-    def kept_fraction(self) -> Tensor:
-        """Share of pixels kept per image (a soft mask's mean, see :func:`~p2pvision.metrics.localisation.hard_keep`),
-        (B,)."""
-        return hard_keep(self.keep).flatten(1).float().mean(1)
+def selection_explanation(
+    kind: str,
+    probabilities: Tensor,
+    keep: Tensor,
+    pixel_map: Tensor,
+    target: int | Tensor | None,
+    started: float,
+    regions: Tensor | None = None,
+    scores: Tensor | None = None,
+) -> Explanation:
+    """The :class:`Explanation` of a masked prediction: ``keep`` (B,H,W) is what the classifier saw (bool for hard
+    masks, float in [0, 1] for soft ones), ``pixel_map`` the selection scores per pixel, ``regions``/``scores`` the
+    regions and their selection probabilities for region-level selectors; one evaluation (selector + classifier)
+    per image."""
+    predicted = probabilities.argmax(-1)
+    order = None
+    if scores is not None and regions is not None:
+        order = order_from_scores(scores, region_areas(regions, scores.shape[1]) > 0)
+    return Explanation(
+        method=kind, predicted=predicted, target=resolve_target(target, predicted), pixel_map=pixel_map,
+        regions=regions, scores=scores, order=order, keep=keep, probabilities=probabilities,
+        evaluations=torch.ones(len(predicted), device=predicted.device), seconds=time.perf_counter() - started,
+    )  # fmt: skip
 
 
 def make_selector(config: P2PConfig) -> Selector:

@@ -8,12 +8,15 @@ so the kept pixels form a regular lattice at fractions 1/4, 1/16... and stay eve
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from p2pvision.baselines.base import Selection
+from p2pvision.baselines.base import selection_explanation
 from p2pvision.errors import ConfigError
+from p2pvision.explanation import Explanation
 from p2pvision.models.backbones import ImageClassifier, create_classifier
 from p2pvision.models.p2p.config import P2PConfig
 
@@ -72,8 +75,12 @@ class PixelMaskClassifier(nn.Module):
         return self.classifier(images)
 
     @torch.no_grad()
-    def explain(self, images: Tensor, regions: Tensor | None = None) -> Selection:
+    @torch.no_grad()
+    def explain(
+        self, images: Tensor, target: int | Tensor | None = None, regions: Tensor | None = None
+    ) -> Explanation:
         """Predict from the masked images; ``keep`` is the fixed mask (``regions`` are not used)."""
+        started = time.perf_counter()
         probabilities = self(images).softmax(-1)
         keep = self.keep(images)
-        return Selection(probabilities.argmax(-1), probabilities, keep, keep.float())
+        return selection_explanation(self.kind, probabilities, keep, keep.float(), target, started)

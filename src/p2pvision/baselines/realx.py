@@ -11,10 +11,13 @@ sparsity.
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import Tensor
 
-from p2pvision.baselines.base import Selection, SelectorClassifier, regions_for, selection_logits
+from p2pvision.baselines.base import SelectorClassifier, regions_for, selection_explanation, selection_logits
+from p2pvision.explanation import Explanation
 from p2pvision.models.backbones import ImageClassifier
 from p2pvision.regions import region_areas, region_mean, region_to_pixel
 
@@ -41,12 +44,16 @@ class RealXModel(SelectorClassifier):
         return self.evaluator(self.fill(images.repeat_interleave(samples, dim=0), keep))
 
     @torch.no_grad()
-    def explain(self, images: Tensor, regions: Tensor | None = None) -> Selection:
+    @torch.no_grad()
+    def explain(
+        self, images: Tensor, target: int | Tensor | None = None, regions: Tensor | None = None
+    ) -> Explanation:
         """Keep regions with ``pi > 0.5``; the evaluator predicts from them."""
+        started = time.perf_counter()
         regions = regions_for(images, self.config, regions)
         logits, areas = self.region_logits(images, regions)
         kept = (logits > 0) & (areas > 0)
         probabilities = self.evaluate(images, regions, kept[:, None]).softmax(-1)
         scores = torch.sigmoid(logits) * (areas > 0)
-        return Selection(probabilities.argmax(-1), probabilities, region_to_pixel(kept, regions),
-                         region_to_pixel(scores, regions), regions, scores)  # fmt: skip
+        return selection_explanation(self.kind, probabilities, region_to_pixel(kept, regions),
+                                     region_to_pixel(scores, regions), target, started, regions, scores)  # fmt: skip

@@ -6,10 +6,13 @@ mask such as P2P's loses it."""
 
 from __future__ import annotations
 
+import time
+
 import torch
 from torch import Tensor
 
-from p2pvision.baselines.base import Selection, SelectorClassifier, selection_logits
+from p2pvision.baselines.base import SelectorClassifier, selection_explanation, selection_logits
+from p2pvision.explanation import Explanation
 
 
 class SoftMaskModel(SelectorClassifier):
@@ -27,8 +30,11 @@ class SoftMaskModel(SelectorClassifier):
         return self.classifier(self.fill(images, mask)), mask
 
     @torch.no_grad()
-    def explain(self, images: Tensor, regions: Tensor | None = None) -> Selection:
+    @torch.no_grad()
+    def explain(
+        self, images: Tensor, target: int | Tensor | None = None, regions: Tensor | None = None
+    ) -> Explanation:
         """Predict from the softly masked images; ``keep`` is the soft mask itself (``regions`` are not used)."""
+        started = time.perf_counter()
         logits, mask = self(images)
-        probabilities = logits.softmax(-1)
-        return Selection(probabilities.argmax(-1), probabilities, mask, mask)
+        return selection_explanation(self.kind, logits.softmax(-1), mask, mask, target, started)

@@ -8,15 +8,14 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
 from p2pvision.baselines.checkpoint import load_baseline
 from p2pvision.baselines.posthoc import top_regions_mask
 from p2pvision.benchmark.methods import Context, ExplainerMethod, Method, _check_classes, register_method
 from p2pvision.errors import ConfigError
-from p2pvision.metrics.base import EvalInputs, check_fraction
-from p2pvision.regions.masks import hard_keep
+from p2pvision.explanation import Explanation
+from p2pvision.metrics.base import check_fraction
 
 
 class TrainedBaseline(Method):
@@ -49,12 +48,8 @@ class TrainedBaseline(Method):
             raise ConfigError(f"method '{self.name}' ({self.kind}): checkpoint '{folder}' holds a {self.model.kind}")
         _check_classes(self.name, self.model.config.num_classes, context)
 
-    def predict(self, images: Tensor) -> EvalInputs:
-        selection = self.model.explain(images)
-        predicted = selection.predicted.to(images.device)
-        return EvalInputs(images=images, predicted=predicted, model=self.model.classifier, keep=selection.keep,
-                          pixel_map=selection.pixel_map, regions=selection.regions, scores=selection.scores,
-                          evaluations=torch.ones_like(predicted))  # fmt: skip
+    def explain(self, images: Tensor) -> Explanation:
+        return self.model.explain(images)
 
     @property
     def classifier(self) -> nn.Module:
@@ -112,15 +107,14 @@ class PosthocSelectionMethod(ExplainerMethod):
                 raise ConfigError(f"method '{self.name}' matches '{self.spec['match']}', which does not run on "
                                   f"data set '{context.dataset}'")  # fmt: skip
 
-    def predict(self, images: Tensor) -> EvalInputs:
-        inputs = super().predict(images)
+    def explain(self, images: Tensor) -> Explanation:
+        explanation = super().explain(images)
         if self.matched is None:
             fraction: float | Tensor = float(self.spec["fraction"])
         else:
-            keep = self.matched.predict(images).keep
-            fraction = hard_keep(keep).flatten(1).double().mean(1)
-        inputs.keep = top_regions_mask(inputs.scores, inputs.regions, fraction)
-        return inputs
+            fraction = self.matched.explain(images).kept_fraction  # type: ignore[assignment]
+        explanation.keep = top_regions_mask(explanation.scores, explanation.regions, fraction)
+        return explanation
 
     def networks(self) -> list[nn.Module]:
         return super().networks() + (self.matched.networks() if self.matched is not None else [])

@@ -31,12 +31,12 @@ from p2pvision.benchmark.config import BenchmarkConfig, DatasetSpec, MethodSpec
 from p2pvision.benchmark.data import open_dataset
 from p2pvision.benchmark.methods import Context, Method
 from p2pvision.cache import params_key, write_json
-from p2pvision.metrics.base import EvalInputs, Metric
+from p2pvision.explanation import Explanation
+from p2pvision.metrics.base import EvalBatch, Metric
 from p2pvision.metrics.registry import make_metric
 from p2pvision.metrics.similarity import MapSimilarity
 from p2pvision.report.examples import load_examples, save_examples
 
-STORED = ("images", "pixel_map", "keep", "mask", "predicted", "labels")
 CELL_FORMAT = 2  # part of every cell's key: a new record format recomputes old cells
 
 
@@ -50,17 +50,20 @@ def _timed(function: Callable[[], Any], device: torch.device) -> tuple[Any, floa
     return result, time.perf_counter() - started
 
 
-def run_batch(method: Method, batch: dict[str, Any], device: torch.device, labelled: bool) -> EvalInputs:
-    """The method's :class:`EvalInputs` for a batch, with ground truth, its time and a plain forward pass's."""
+def run_batch(
+    method: Method, batch: dict[str, Any], device: torch.device, labelled: bool
+) -> tuple[Explanation, EvalBatch]:
+    """The method's :class:`Explanation` of a batch (its ``seconds`` the wall time of the call) and what the
+    evaluation knows beside it: images, ground truth, the classifier and the time of a plain forward pass."""
     images = batch["image"].to(device)
-    inputs, seconds = _timed(lambda: method.predict(images), device)
-    if inputs.model is not None:
-        with torch.no_grad():
-            _, inputs.reference_seconds = _timed(lambda: inputs.model(images), device)
-    inputs.seconds = seconds
-    inputs.labels = batch["label"].to(device) if labelled else None
-    inputs.mask = batch["mask"].to(device) if "mask" in batch else None
-    return inputs
+    explanation, explanation.seconds = _timed(lambda: method.explain(images), device)
+    model = method.classifier
+    with torch.no_grad():
+        _, reference_seconds = _timed(lambda: model(images), device)
+    truth = EvalBatch(images, labels=batch["label"].to(device) if labelled else None,
+                      mask=batch["mask"].to(device) if "mask" in batch else None, model=model,
+                      reference_seconds=reference_seconds)  # fmt: skip
+    return explanation, truth
 
 
 class EvaluationModule(L.LightningModule):
@@ -84,17 +87,19 @@ class EvaluationModule(L.LightningModule):
         return DataLoader(Subset(self.dataset, range(rank, len(self.dataset), world)), batch_size=self.batch_size)
 
     def test_step(self, batch: dict[str, Any], batch_index: int) -> None:
-        inputs = run_batch(self.method, batch, self.device, self.labelled)
+        explanation, truth = run_batch(self.method, batch, self.device, self.labelled)
         for metric in self.metrics:
-            if metric.applicable(inputs):
-                metric.update(inputs)
+            if metric.applicable(explanation, truth):
+                metric.update(explanation, truth)
         world, rank = self.trainer.world_size, self.trainer.global_rank
-        positions = torch.arange(len(inputs)) + batch_index * self.batch_size
+        positions = torch.arange(len(explanation)) + batch_index * self.batch_size
         rows = (rank + positions * world < self.stored).nonzero().flatten()
         if len(rows):
-            self.kept.append({name: getattr(inputs, name)[rows.to(inputs.images.device)].detach().cpu()
-                              for name in STORED if getattr(inputs, name) is not None})  # fmt: skip
-            self.class_names = getattr(inputs.model, "class_names", None)
+            fields = {"images": truth.images, "pixel_map": explanation.pixel_map, "keep": explanation.keep,
+                      "mask": truth.mask, "predicted": explanation.target, "labels": truth.labels}  # fmt: skip
+            self.kept.append({name: value[rows.to(value.device)].detach().cpu()
+                              for name, value in fields.items() if value is not None})  # fmt: skip
+            self.class_names = getattr(truth.model, "class_names", None)
 
 
 def _device(hardware: dict[str, Any]) -> torch.device:
@@ -187,8 +192,9 @@ def seed_similarity(cells: list[dict[str, Any]], out: Path, params: dict[str, An
         for i in range(len(maps)):
             for j in range(i + 1, len(maps)):
                 metric = MapSimilarity(**params)
-                metric.update(EvalInputs(images=maps[i], predicted=torch.zeros(len(maps[i])), pixel_map=maps[i],
-                                         reference_map=maps[j]))  # fmt: skip
+                zeros = torch.zeros(len(maps[i]), dtype=torch.int64)
+                metric.update(Explanation("stored", zeros, zeros, pixel_map=maps[i]),
+                              EvalBatch(maps[i], reference_map=maps[j]))  # fmt: skip
                 results.append(metric.compute())
         for key in results[0]:
             mean, std = _mean_std([result[key] for result in results])

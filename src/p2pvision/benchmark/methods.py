@@ -2,8 +2,9 @@
 
 A method is a :class:`Method` subclass registered by its ``kind`` with :func:`register_method`. The engine builds
 one per cell (data set x method x seed) from its config entry, calls :meth:`Method.load` (load or train networks
-for that data set and seed), then :meth:`Method.predict` on every batch, which returns an
-:class:`~p2pvision.metrics.base.EvalInputs` (prediction, classifier, and whatever explanation the method has).
+for that data set and seed), then :meth:`Method.explain` on every batch, which returns the
+:class:`~p2pvision.explanation.Explanation` of the model, explainer or baseline it wraps; faithfulness metrics
+query :attr:`Method.classifier`.
 Shipped kinds: ``p2p`` (a P2P checkpoint, or trained per data set and seed), ``blackbox`` (a classifier on full
 images) and ``explainer`` (a post-hoc explainer of another method's classifier).
 
@@ -14,33 +15,32 @@ To add a baseline::
         kind = "my_baseline"
         def load(self, context): self.model = ...   # context.train(...) trains on the benchmark's data set;
                                                     # context.methods[name]: a method named in depends_on
-        def predict(self, images): return EvalInputs(images=images, predicted=..., model=..., keep=...)
+        def explain(self, images): return self.model.explain(images)   # an Explanation
 
-``networks()`` defaults to ``[self.model]``; override it when ``predict`` uses other networks too.
+``networks()`` defaults to ``[self.model]`` and ``classifier`` to ``self.model``; override them when ``explain``
+uses other networks too, or when the classifier metrics should query is another one.
 """
 
 from __future__ import annotations
 
-import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-import torch
 from torch import Tensor, nn
 
 from p2pvision.errors import ConfigError
-from p2pvision.metrics.base import EvalInputs
+from p2pvision.explanation import Explanation
+from p2pvision.registry import Registry
 from p2pvision.train.orchestrate import TrainingRuns
 
-METHODS: dict[str, type[Method]] = {}
+METHODS: Registry[type[Method]] = Registry("benchmark method kind", package="p2pvision.benchmark")
 
 
 def register_method(cls: type[Method]) -> type[Method]:
     """Class decorator: make ``cls`` available as ``kind: <cls.kind>`` in benchmark configs."""
-    METHODS[cls.kind] = cls
-    return cls
+    return METHODS.register(cls.kind)(cls)
 
 
 @dataclass
@@ -106,11 +106,11 @@ class Method(ABC):
         """Load or train the networks for ``context.dataset`` and ``context.seed``."""
 
     @abstractmethod
-    def predict(self, images: Tensor) -> EvalInputs:
-        """Predict (and explain) a batch of images (B,3,H,W) in [0,1] on the networks' device."""
+    def explain(self, images: Tensor) -> Explanation:
+        """Predict and explain a batch of images (B,3,H,W) in [0,1] on the networks' device."""
 
     def networks(self) -> list[nn.Module]:
-        """The networks :meth:`predict` uses (the engine moves them to the evaluation device): by default the
+        """The networks :meth:`explain` uses (the engine moves them to the evaluation device): by default the
         ``model`` that :meth:`load` set; methods using other networks override this."""
         return [self.model]
 
@@ -122,8 +122,9 @@ class Method(ABC):
 
     @property
     def classifier(self) -> nn.Module:
-        """The image classifier behind the method (what explainers of this method explain)."""
-        raise ConfigError(f"method '{self.name}' ({self.kind}) has no classifier to explain")
+        """The image classifier behind the method: what faithfulness metrics query and explainers of this method
+        explain (by default the ``model`` that :meth:`load` set)."""
+        return self.model
 
     @property
     def settings(self) -> dict[str, Any]:
@@ -165,12 +166,9 @@ class P2PMethod(Method):
         self.model = load_p2p(folder).eval()
         _check_classes(self.name, self.model.config.num_classes, context)
 
-    def predict(self, images: Tensor) -> EvalInputs:
-        from p2pvision.metrics.p2p_evaluation import p2p_inputs
-
-        result = self.model.explain(images, delta=self.spec.get("delta"), tau=self.spec.get("tau"),
-                                    method=self.spec.get("search", "grid"))  # fmt: skip
-        return p2p_inputs(self.model, images, result)
+    def explain(self, images: Tensor) -> Explanation:
+        return self.model.explain(images, delta=self.spec.get("delta"), tau=self.spec.get("tau"),
+                                  method=self.spec.get("search", "grid"))  # fmt: skip
 
     @property
     def classifier(self) -> nn.Module:
@@ -203,13 +201,8 @@ class BlackboxMethod(Method):
         self.model.eval()
         _check_classes(self.name, self.model.num_classes, context)
 
-    def predict(self, images: Tensor) -> EvalInputs:
-        predicted = self.model(images).argmax(1)
-        return EvalInputs(images=images, predicted=predicted, model=self.model, evaluations=torch.ones_like(predicted))
-
-    @property
-    def classifier(self) -> nn.Module:
-        return self.model
+    def explain(self, images: Tensor) -> Explanation:
+        return Explanation.of_classifier(self.model, images)
 
 
 @register_method
@@ -223,10 +216,12 @@ class ExplainerMethod(Method):
 
     def __init__(self, name: str, spec: dict[str, Any]) -> None:
         super().__init__(name, spec)
-        from p2pvision.explain.registry import ALIASES, EXPLAINERS, explainer_names
+        from p2pvision.explain import EXPLAINERS
 
-        if ALIASES.get(spec.get("explainer"), spec.get("explainer")) not in EXPLAINERS:
-            raise ConfigError(f"method '{name}': explainer must be one of {', '.join(explainer_names())}")
+        try:
+            EXPLAINERS.resolve(spec.get("explainer"))
+        except ConfigError as error:
+            raise ConfigError(f"method '{name}': {error}") from None
         if not spec.get("explains"):
             raise ConfigError(f"method '{name}' (explainer): name the method whose classifier it explains (explains)")
 
@@ -236,7 +231,7 @@ class ExplainerMethod(Method):
         return [explains] if isinstance(explains, str) else list(explains)
 
     def load(self, context: Context) -> None:
-        from p2pvision.explain.registry import ALIASES, EXPLAINERS, make_explainer
+        from p2pvision.explain import EXPLAINERS
         from p2pvision.regions import make_partitioner
 
         base = next((context.methods[name] for name in self.depends_on if name in context.methods), None)
@@ -245,23 +240,15 @@ class ExplainerMethod(Method):
                               f"data set '{context.dataset}'")  # fmt: skip
         self.model = base.classifier
         params = dict(self.spec.get("params") or {})
-        explainer = ALIASES.get(self.spec["explainer"], self.spec["explainer"])
-        if "seed" in inspect.signature(EXPLAINERS[explainer]).parameters:
+        explainer = EXPLAINERS.resolve(self.spec["explainer"])
+        if "seed" in EXPLAINERS.parameters(explainer):
             params.setdefault("seed", context.seed)  # stochastic explainers draw differently per benchmark seed
         if "partition" in params:
             params["partitioner"] = make_partitioner(**params.pop("partition"))
-        self.explainer = make_explainer(explainer, self.model, **params)
+        self.explainer = EXPLAINERS.create(explainer, self.model, **params)
 
-    def predict(self, images: Tensor) -> EvalInputs:
-        predicted = self.model(images).argmax(1)
-        result = self.explainer.explain(images, target=predicted)
-        evaluations = torch.full_like(predicted, 1) + result.cost.evaluations / len(images)  # + the top-1 pass
-        return EvalInputs(images=images, predicted=predicted, model=self.model, pixel_map=result.pixel_map,
-                          regions=result.regions, scores=result.scores, evaluations=evaluations)  # fmt: skip
-
-    @property
-    def classifier(self) -> nn.Module:
-        return self.model
+    def explain(self, images: Tensor) -> Explanation:
+        return self.explainer.explain(images)  # the classifier's top-1 class
 
     @property
     def settings(self) -> dict[str, Any]:

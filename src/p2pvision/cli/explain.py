@@ -23,6 +23,26 @@ def _parse_param(text: str) -> tuple[str, Any]:
     return key.replace("-", "_"), yaml.safe_load(value)
 
 
+class _MethodHelp(str):
+    """The ``--method`` help, built from the explainer registry only when help is shown (argparse formats a help
+    string with ``%``), so that building the parser does not import torch."""
+
+    def __mod__(self, _params: object) -> str:
+        from p2pvision.explain import EXPLAINERS, PerturbationExplainer
+
+        aliases: dict[str, list[str]] = {}
+        for alias, name in EXPLAINERS.aliases().items():
+            aliases.setdefault(name, []).append(alias)
+        shared = ("model", "partitioner", "removal", "batch_size")
+        entries = []
+        for name in EXPLAINERS.names():
+            also = f" ({', '.join(aliases[name])})" if name in aliases else ""
+            params = ", ".join(f"{key}={value!r}" for key, value in EXPLAINERS.parameters(name, shared).items())
+            removes = " [removal]" if issubclass(EXPLAINERS.get(name), PerturbationExplainer) else ""
+            entries.append(f"{name}{also}{removes}: {params or 'no parameters'}")
+        return "explanation method, with its --param settings and defaults; " + "; ".join(entries)
+
+
 def add_explain_command(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``explain`` subcommand to ``subparsers``; its ``run`` returns an exit code.
 
@@ -38,8 +58,7 @@ def add_explain_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument(
         "--method", required=True,
-        help="explanation method: moxi, moxi_minus, shapley, kernel_shap, lime, sliding_patch (sp, occlusion), "
-        "meaningful_perturbation (mp), grad_cam, grad_cam_pp, rollout",
+        help=_MethodHelp("explanation method (the list is built when help is shown)"),
     )  # fmt: skip
     parser.add_argument(
         "--removal", default=None,
@@ -83,7 +102,7 @@ def load_model_from_args(args: argparse.Namespace, device: str) -> tuple[Any, st
 
 
 def _build_explainer(args: argparse.Namespace, model) -> Any:
-    from p2pvision.explain import ALIASES, EXPLAINERS, PerturbationExplainer, make_explainer
+    from p2pvision.explain import EXPLAINERS, PerturbationExplainer
     from p2pvision.regions import make_partitioner
 
     params: dict[str, Any] = dict(args.param)
@@ -91,14 +110,14 @@ def _build_explainer(args: argparse.Namespace, model) -> Any:
         params["partitioner"] = make_partitioner("grid", grid=args.grid)
     elif args.superpixels is not None:
         params["partitioner"] = make_partitioner("slic", n_segments=args.superpixels)
-    name = ALIASES.get(args.method, args.method)
-    if issubclass(EXPLAINERS[name], PerturbationExplainer):
+    name = EXPLAINERS.resolve(args.method)
+    if issubclass(EXPLAINERS.get(name), PerturbationExplainer):
         if args.removal is not None:
             params.setdefault("removal", args.removal)
         params.setdefault("batch_size", args.batch_size)
     elif args.removal is not None:
         raise ConfigError(f"--removal applies to perturbation methods; {name} does not remove regions")
-    return make_explainer(name, model, **params)
+    return EXPLAINERS.create(name, model, **params)
 
 
 def _output_stem(path: Path, used: set[str]) -> str:
@@ -114,11 +133,11 @@ def run_explain(args: argparse.Namespace) -> int:
     import torch
 
     from p2pvision.cache import atomic_path, write_json
-    from p2pvision.explain import ALIASES, EXPLAINERS, explainer_names
+    from p2pvision.explain import EXPLAINERS
     from p2pvision.io import load_image
+    from p2pvision.report.overlays import explanation_overlay
 
-    if ALIASES.get(args.method, args.method) not in EXPLAINERS:
-        raise ConfigError(f"unknown --method '{args.method}': choose one of {', '.join(explainer_names())}")
+    EXPLAINERS.resolve(args.method)  # an unknown name fails before the model loads
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -134,12 +153,12 @@ def run_explain(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         result = explainer.explain(image, args.target)
         stem = _output_stem(path, used)
-        record = result.image_record(0, model.class_names)
+        record = result.record(0, model.class_names)
         record.update({"image": str(path), "model": args.model, "input_size": list(image.shape[2:])})
         json_path, png_path = out / f"{stem}.{explainer.name}.json", out / f"{stem}.{explainer.name}.png"
         write_json(json_path, record)
         with atomic_path(png_path) as tmp:
-            result.overlay(image.cpu(), 0, model.class_names).save(tmp)
+            explanation_overlay(result.cpu(), image.cpu(), 0, model.class_names).save(tmp)
         print(
             f"[{number}/{total}] {path.name}: {record['target_name']} - {record['cost']['evaluations']:.0f} "
             f"model evaluations, {time.perf_counter() - started:.1f} s -> {png_path}"

@@ -1,4 +1,6 @@
-"""Post-hoc explainers with one API: ``make_explainer(name, model, ...).explain(images, target=None)``.
+"""Post-hoc explainers with one API: ``make_explainer(name, model, ...).explain(images, target=None)`` returns an
+:class:`~p2pvision.explanation.Explanation`. Every module of this package that registers a class with
+``@EXPLAINERS.register()`` adds a method (see ``rise.py``): nothing else lists them.
 
 Perturbation methods (MoXI, MoXI(-), Shapley sampling, KernelSHAP, LIME, sliding patch, meaningful perturbation)
 query the model through the region game and take any removal strategy (``removal="telea"`` gives SP-G, LIME-G,
@@ -10,9 +12,11 @@ from importlib import import_module
 # Names are imported on first use, so that building the command-line parser does not load torch.
 _EXPORTS = {
     "Attribution": "p2pvision.explain.base",
-    "Cost": "p2pvision.explain.base",
+    "EXPLAINERS": "p2pvision.explain.base",
     "Explainer": "p2pvision.explain.base",
-    "ExplanationResult": "p2pvision.explain.base",
+    "Explanation": "p2pvision.explanation",
+    "explainer_names": "p2pvision.explain.base",
+    "make_explainer": "p2pvision.explain.base",
     "PerturbationExplainer": "p2pvision.explain.base",
     "order_from_scores": "p2pvision.explain.base",
     "GradCAM": "p2pvision.explain.gradcam",
@@ -25,10 +29,6 @@ _EXPORTS = {
     "AttentionRollout": "p2pvision.explain.rollout",
     "KernelSHAP": "p2pvision.explain.shapley",
     "ShapleySampling": "p2pvision.explain.shapley",
-    "EXPLAINERS": "p2pvision.explain.registry",
-    "ALIASES": "p2pvision.explain.registry",
-    "explainer_names": "p2pvision.explain.registry",
-    "make_explainer": "p2pvision.explain.registry",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -1,24 +1,28 @@
-"""Common ground of the post-hoc explainers: the result type, the cost record and the base classes.
+"""Common ground of the post-hoc explainers: the registry, the base classes and the helpers they share.
 
-Every explainer is an object with ``explain(images, target=None, regions=None) -> ExplanationResult``. Images are
-float (B,3,H,W) in [0,1]; ``regions`` (B,H,W) int64 are the players (computed with the explainer's partitioner
-when not given); ``target`` is a class index, a (B,) tensor, or None for the model's own top-1 class.
+Every explainer is an object with ``explain(images, target=None, regions=None) ->``
+:class:`~p2pvision.explanation.Explanation`. Images are float (B,3,H,W) in [0,1]; ``regions`` (B,H,W) int64 are
+the players (computed with the explainer's partitioner when not given); ``target`` is a class index, a (B,)
+tensor, or None for the model's own top-1 class. A method is one class registered with ``@EXPLAINERS.register``
+that overrides :meth:`Explainer._attribute`; its constructor's keyword parameters are its settings (stored as
+attributes of the same names, reported in ``params``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
-from PIL import Image
 from torch import Tensor, nn
 
 from p2pvision.errors import ConfigError
+from p2pvision.explanation import Explanation, order_from_scores
 from p2pvision.game import RegionGame
 from p2pvision.regions import (
     GridPartitioner,
@@ -28,98 +32,20 @@ from p2pvision.regions import (
     region_mean,
     region_to_pixel,
 )
+from p2pvision.registry import Registry
 from p2pvision.removal import Removal, TokenDropping, make_removal
-from p2pvision.report.overlays import heatmap_overlay, side_by_side
+
+EXPLAINERS: Registry[type[Explainer]] = Registry("explainer", package="p2pvision.explain")
 
 
-@dataclass
-class Cost:
-    """What an explanation of a batch cost: model evaluations (images through the model; a forward+backward
-    pass counts as one) and wall-clock seconds, of which ``forward_seconds`` in the model and
-    ``removal_seconds`` filling removed pixels."""
-
-    evaluations: int
-    seconds: float
-    forward_seconds: float = 0.0
-    removal_seconds: float = 0.0
-    images: int = 1
-
-    def to_dict(self) -> dict[str, Any]:
-        per_image = max(self.images, 1)
-        return {
-            "evaluations": self.evaluations,
-            "evaluations_per_image": self.evaluations / per_image,
-            "seconds": self.seconds,
-            "seconds_per_image": self.seconds / per_image,
-            "forward_seconds": self.forward_seconds,
-            "removal_seconds": self.removal_seconds,
-            "images": self.images,
-        }
+def make_explainer(name: str, model: nn.Module, **params: Any) -> Explainer:
+    """``EXPLAINERS.create(name, model, **params)``: an explainer by name (or alias) for ``model``."""
+    return EXPLAINERS.create(name, model, **params)
 
 
-@dataclass
-class ExplanationResult:
-    """An explanation of B images over K players.
-
-    ``pixel_map`` (B,H,W) and ``scores`` (B,K) are higher where the method finds more evidence for ``target``
-    (B,); ``order`` (B,K) lists players from most to least important where the method defines one (-1 pads
-    players it did not rank); ``regions`` (B,H,W) are the players; ``params`` name the method, removal,
-    partition and value; ``extra`` holds method-specific tensors (e.g. MoXI's curve).
-    """
-
-    method: str
-    pixel_map: Tensor
-    scores: Tensor
-    regions: Tensor
-    target: Tensor
-    cost: Cost
-    order: Tensor | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    extra: dict[str, Tensor] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return self.scores.shape[0]
-
-    def image_record(self, index: int, class_names: Sequence[str] | None = None) -> dict[str, Any]:
-        """JSON-serialisable record of image ``index``: target, scores, order, cost per image and parameters."""
-        target = int(self.target[index])
-        players = int(self.regions[index].max()) + 1
-        record: dict[str, Any] = {
-            "method": self.method,
-            "target": target,
-            "scores": [float(v) for v in self.scores[index, :players]],
-            "order": None if self.order is None else [int(v) for v in self.order[index] if v >= 0],
-            "cost": {
-                "evaluations": self.cost.evaluations / max(self.cost.images, 1),
-                "seconds": self.cost.seconds / max(self.cost.images, 1),
-            },
-            "params": self.params,
-        }
-        if class_names is not None:
-            record["target_name"] = class_names[target]
-        for key, value in self.extra.items():
-            record[key] = value[index].tolist()
-        return record
-
-    def overlay(
-        self, images: Tensor, index: int, class_names: Sequence[str] | None = None, boundaries: bool = False
-    ) -> Image.Image:
-        """The image ``index`` of ``images`` (the explained batch) beside its map drawn over it, captioned."""
-        target = int(self.target[index])
-        label = class_names[target] if class_names is not None else f"class {target}"
-        regions = self.regions[index] if boundaries else None
-        caption = f"{self.method}: {label}"
-        heat = heatmap_overlay(images[index], self.pixel_map[index], regions, caption=caption)
-        return side_by_side([heatmap_overlay(images[index], None, caption=f"target {target}"), heat])
-
-    def to_json(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
-        """JSON-serialisable dict: method, parameters, batch cost and one record per image."""
-        return {
-            "method": self.method,
-            "params": self.params,
-            "cost": self.cost.to_dict(),
-            "images": [self.image_record(i, class_names) for i in range(len(self))],
-        }
+def explainer_names() -> list[str]:
+    """The registered explainers' names (``EXPLAINERS.names()``)."""
+    return EXPLAINERS.names()
 
 
 @dataclass
@@ -129,6 +55,7 @@ class Attribution:
     scores: Tensor
     target: Tensor
     evaluations: int
+    predicted: Tensor | None = None  # the model's top-1 classes, where the method saw them
     order: Tensor | None = None
     pixel_map: Tensor | None = None
     forward_seconds: float = 0.0
@@ -147,13 +74,6 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
         model.train(training)
 
 
-def order_from_scores(scores: Tensor, players: Tensor) -> Tensor:
-    """Players by decreasing score (stable for ties), empty players last as -1: (B,K) -> (B,K) int64."""
-    ranked = scores.masked_fill(~players, float("-inf"))
-    order = torch.argsort(ranked, dim=1, descending=True, stable=True)
-    return order.masked_fill(~players.gather(1, order), -1)
-
-
 def model_device(model: nn.Module) -> torch.device:
     parameter = next(model.parameters(), None)
     return parameter.device if parameter is not None else torch.device("cpu")
@@ -170,7 +90,7 @@ class Explainer(ABC):
 
     def explain(
         self, images: Tensor, target: int | Tensor | None = None, regions: Tensor | None = None
-    ) -> ExplanationResult:
+    ) -> Explanation:
         """Explain ``images`` (B,3,H,W) in [0,1] for ``target`` (None: the model's top-1 class)."""
         if images.ndim != 4 or images.shape[1] != 3 or not images.dtype.is_floating_point:
             raise ValueError(f"images must be a float tensor (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -181,27 +101,32 @@ class Explainer(ABC):
         regions = regions.to(images.device)
         with eval_mode(self.model):
             attribution = self._attribute(images, regions, target)
+            predicted, extra_evaluations = attribution.predicted, 0
+            if predicted is None and target is None:
+                predicted = attribution.target
+            elif predicted is None:  # the method did not see the full images' prediction: one more pass
+                with torch.no_grad():
+                    predicted = self.model(images).argmax(1)
+                extra_evaluations = len(images)
         seconds = time.perf_counter() - started
         players = region_areas(regions, attribution.scores.shape[1]) > 0
         scores = attribution.scores.masked_fill(~players, 0.0)
         pixel_map = attribution.pixel_map if attribution.pixel_map is not None else region_to_pixel(scores, regions)
-        cost = Cost(
-            attribution.evaluations,
-            seconds,
-            attribution.forward_seconds,
-            attribution.removal_seconds,
-            images.shape[0],
-        )
-        return ExplanationResult(
+        evaluations = (attribution.evaluations + extra_evaluations) / max(len(images), 1)
+        return Explanation(
             method=self.name,
+            predicted=predicted.to(images.device),
+            target=attribution.target.to(images.device),
             pixel_map=pixel_map.detach(),
-            scores=scores.detach(),
             regions=regions,
-            target=attribution.target,
-            cost=cost,
+            scores=scores.detach(),
             order=attribution.order,
+            evaluations=torch.full((len(images),), float(evaluations), device=images.device),
+            seconds=seconds,
+            forward_seconds=attribution.forward_seconds,
+            removal_seconds=attribution.removal_seconds,
             params={"method": self.name, **self.params, "partition": self.partitioner.params},
-            extra=attribution.extra,
+            extras={key: value.to(images.device) for key, value in attribution.extra.items()},
         )
 
     @abstractmethod
@@ -210,8 +135,15 @@ class Explainer(ABC):
 
     @property
     def params(self) -> dict[str, Any]:
-        """The method's parameters (JSON-serialisable), reported with every result."""
-        return {}
+        """The method's settings (JSON-serialisable), reported with every result: its constructor's keyword
+        parameters (but the model and partitioner, reported apart), read from the attributes of the same names."""
+        settings = {}
+        for name in inspect.signature(type(self)).parameters:
+            if name in ("model", "partitioner"):
+                continue
+            value = getattr(self, name)
+            settings[name] = value.params if hasattr(value, "params") else value
+        return settings
 
 
 def present_players(regions: Tensor) -> Tensor:
@@ -248,9 +180,11 @@ class PerturbationExplainer(Explainer):
 
     def attribution(self, game: RegionGame, scores: Tensor, **fields: Any) -> Attribution:
         """An :class:`Attribution` of ``scores`` for the game's target, its ranking and the game's cost counters."""
+        predicted = game.predicted()
         return Attribution(
             scores=scores,
             target=game.target,
+            predicted=predicted,
             order=order_from_scores(scores, game.players),
             **self.counters(game),
             **fields,
@@ -264,10 +198,6 @@ class PerturbationExplainer(Explainer):
             "forward_seconds": game.forward_seconds,
             "removal_seconds": game.removal_seconds,
         }
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"removal": self.removal.params, "value": self.value, "batch_size": self.batch_size}
 
 
 def check_positive(name: str, value: Any, kind: type = int) -> Any:

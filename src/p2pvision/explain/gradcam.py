@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from p2pvision.errors import ConfigError
 from p2pvision.explain.base import (
+    EXPLAINERS,
     Attribution,
     Explainer,
     check_positive,
@@ -58,6 +59,7 @@ def gradcam_plus_plus_weights(activations: Tensor, gradients: Tensor) -> Tensor:
     return (gradients.clamp_min(0) * alpha).sum(dim=(2, 3))
 
 
+@EXPLAINERS.register()
 class GradCAM(Explainer):
     """Grad-CAM: ``relu(sum_k w_k A_k)`` with ``w_k`` the mean gradient of the target logit over feature map
     ``A_k``, upsampled bilinearly to the image. Cost: one forward+backward pass per image."""
@@ -108,12 +110,13 @@ class GradCAM(Explainer):
             handle.remove()
         return captured[-1], logits
 
-    def layer_maps(self, images: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor]:
-        """Class activation maps at the layer's resolution (B,h,w) and the targets (B,)."""
+    def layer_maps(self, images: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Class activation maps at the layer's resolution (B,h,w), the targets (B,) and the top-1 classes (B,)."""
         with torch.enable_grad():
             activations, logits = self.activations_and_logits(images)
+            predicted = logits.detach().argmax(dim=1)
             if target is None:
-                target = logits.argmax(dim=1)
+                target = predicted
             (gradients,) = torch.autograd.grad(logits.gather(1, target.view(-1, 1)).sum(), activations)
         activations, gradients = activations.detach(), gradients.detach()
         network = _network(self.model)
@@ -122,23 +125,25 @@ class GradCAM(Explainer):
         if activations.ndim != 4:
             raise ConfigError(f"layer output must be a (B,C,h,w) feature map, got shape {tuple(activations.shape)}")
         weights = self.channel_weights(activations, gradients)
-        return F.relu((weights[:, :, None, None] * activations).sum(dim=1)), target
+        return F.relu((weights[:, :, None, None] * activations).sum(dim=1)), target, predicted
 
     def _attribute(self, images: Tensor, regions: Tensor, target: int | Tensor | None) -> Attribution:
         batch = images.shape[0]
         if target is not None:
             target = torch.as_tensor(target, dtype=torch.int64, device=images.device).expand(batch).clone()
-        maps, targets = [], []
+        maps, targets, predictions = [], [], []
         for start in range(0, batch, self.batch_size):
             part = None if target is None else target[start : start + self.batch_size]
-            layer_map, chosen = self.layer_maps(images[start : start + self.batch_size], part)
+            layer_map, chosen, predicted = self.layer_maps(images[start : start + self.batch_size], part)
             maps.append(F.interpolate(layer_map.unsqueeze(1), size=images.shape[2:], mode="bilinear").squeeze(1))
             targets.append(chosen)
+            predictions.append(predicted)
         pixel_map = torch.cat(maps)
         scores = pixel_scores(pixel_map, regions)
         return Attribution(
             scores=scores,
             target=torch.cat(targets),
+            predicted=torch.cat(predictions),
             evaluations=batch,
             order=order_from_scores(scores, present_players(regions)),
             pixel_map=pixel_map,
@@ -146,9 +151,10 @@ class GradCAM(Explainer):
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"layer": self._layer_name() or "forward_features", "batch_size": self.batch_size}
+        return {**super().params, "layer": self._layer_name() or "forward_features"}
 
 
+@EXPLAINERS.register()
 class GradCAMPlusPlus(GradCAM):
     """Grad-CAM++: channel weights from positive gradients with per-location coefficients (equation 19)."""
 

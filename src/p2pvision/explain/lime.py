@@ -8,18 +8,17 @@ regression is scikit-learn's ``Ridge``, as in ``lime``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 from sklearn.linear_model import Ridge
 from torch import Tensor, nn
 
-from p2pvision.explain.base import Attribution, PerturbationExplainer, check_positive
+from p2pvision.explain.base import EXPLAINERS, Attribution, PerturbationExplainer, check_positive
 from p2pvision.regions import Partitioner, SlicPartitioner
 from p2pvision.removal import Removal, TokenDropping
 
 
+@EXPLAINERS.register()
 class LIME(PerturbationExplainer):
     """Superpixels switched on/off at random (each with probability 1/2; the first sample keeps all), weighted by
     ``sqrt(exp(-d^2 / width^2))`` with ``d`` the cosine distance to the all-on sample, and a ridge regression
@@ -52,10 +51,14 @@ class LIME(PerturbationExplainer):
 
     def _attribute(self, images: Tensor, regions: Tensor, target: int | Tensor | None) -> Attribution:
         game = self.game(images, regions, target)
-        generator = torch.Generator().manual_seed(self.seed)
         batch, slots = game.num_images, game.num_players
         players = game.players.cpu()
-        coalitions = (torch.rand(batch, self.num_samples, slots, generator=generator) < 0.5) & players.unsqueeze(1)
+        coalitions = torch.zeros(batch, self.num_samples, slots, dtype=torch.bool)
+        for b in range(batch):  # each image draws from its own generator: its samples do not depend on its batch
+            own = int(players[b].nonzero().max()) + 1 if players[b].any() else 0
+            generator = torch.Generator().manual_seed(self.seed)
+            coalitions[b, :, :own] = torch.rand(self.num_samples, own, generator=generator) < 0.5
+        coalitions &= players.unsqueeze(1)
         coalitions[:, 0] = players
         values = game(coalitions.to(images.device)).double().cpu().numpy()
         scores = torch.zeros(batch, slots)
@@ -76,13 +79,3 @@ class LIME(PerturbationExplainer):
             scores,
             extra={"intercept": intercepts},
         )
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {
-            **super().params,
-            "num_samples": self.num_samples,
-            "kernel_width": self.kernel_width,
-            "alpha": self.alpha,
-            "seed": self.seed,
-        }

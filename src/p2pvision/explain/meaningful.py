@@ -7,14 +7,12 @@ runs) and every forward+backward pass goes through the region game, which counts
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from p2pvision.errors import ConfigError
-from p2pvision.explain.base import Attribution, PerturbationExplainer, check_positive, pixel_scores
+from p2pvision.explain.base import EXPLAINERS, Attribution, PerturbationExplainer, check_positive, pixel_scores
 from p2pvision.regions import Partitioner
 from p2pvision.removal import BlurFill, Removal, TokenDropping
 
@@ -26,6 +24,7 @@ def total_variation(masks: Tensor, beta: float) -> Tensor:
     return rows + cols
 
 
+@EXPLAINERS.register(aliases=("mp",))
 class MeaningfulPerturbation(PerturbationExplainer):
     """Learn a low-resolution keep-mask ``m`` (``mask_size``², upsampled bilinearly) that removes as little as
     possible while making the target probability small:
@@ -101,17 +100,3 @@ class MeaningfulPerturbation(PerturbationExplainer):
             pixel_map=pixel_map,
             extra={"mask": mask.detach()},
         )
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {
-            **super().params,
-            "mask_size": self.mask_size,
-            "steps": self.steps,
-            "lr": self.lr,
-            "l1": self.l1,
-            "tv": self.tv,
-            "tv_beta": self.tv_beta,
-            "jitter": self.jitter,
-            "seed": self.seed,
-        }

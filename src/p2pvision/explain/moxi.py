@@ -9,13 +9,11 @@ the model's top-1 class returns (insertion) or flips (deletion), which leaves th
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
 from p2pvision.errors import ConfigError
-from p2pvision.explain.base import Attribution, PerturbationExplainer
+from p2pvision.explain.base import EXPLAINERS, Attribution, PerturbationExplainer
 from p2pvision.regions import Partitioner
 from p2pvision.removal import Removal, TokenDropping
 
@@ -28,6 +26,7 @@ def _check_mode(mode: str) -> str:
     return mode
 
 
+@EXPLAINERS.register()
 class MoXI(PerturbationExplainer):
     """Greedy MoXI order of players.
 
@@ -97,16 +96,14 @@ class MoXI(PerturbationExplainer):
         return Attribution(
             scores=scores,
             target=game.target,
+            predicted=game.predicted(),
             order=order,
             extra={"count": count, "curve": curve},
             **self.counters(game),
         )
 
-    @property
-    def params(self) -> dict[str, Any]:
-        return {**super().params, "mode": self.mode, "early_stop": self.early_stop}
 
-
+@EXPLAINERS.register()
 class MoXIMinus(PerturbationExplainer):
     """MoXI(-): rank players once by their self-context Shapley value ``f({b}) - f(∅)`` (insertion) or their
     full-context one ``f(N) - f(N \\ {b})`` (deletion), ignoring interactions; |N| + 1 evaluations."""
@@ -144,7 +141,3 @@ class MoXIMinus(PerturbationExplainer):
             game,
             scores,
         )
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {**super().params, "mode": self.mode}

@@ -7,12 +7,10 @@ cost-counted game.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
-from p2pvision.explain.base import Attribution, PerturbationExplainer, check_positive, pixel_scores
+from p2pvision.explain.base import EXPLAINERS, Attribution, PerturbationExplainer, check_positive, pixel_scores
 from p2pvision.regions import Partitioner
 from p2pvision.removal import Removal, TokenDropping
 
@@ -27,6 +25,7 @@ def window_starts(length: int, size: int, stride: int) -> list[int]:
     return starts
 
 
+@EXPLAINERS.register(aliases=("sp", "occlusion"))
 class SlidingPatch(PerturbationExplainer):
     """Each ``patch`` x ``patch`` window, every ``stride`` pixels, is removed in turn; its score is
     ``f(x) - f(x without the window)`` (target probability by default, as in Agarwal & Nguyen). A pixel's value
@@ -81,7 +80,3 @@ class SlidingPatch(PerturbationExplainer):
             pixel_map=pixel_map,
             extra={"windows": torch.full((batch,), len(windows))},
         )
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {**super().params, "patch": self.patch, "stride": self.stride}

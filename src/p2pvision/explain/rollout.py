@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -18,6 +17,7 @@ from torch import Tensor, nn
 
 from p2pvision.errors import ConfigError
 from p2pvision.explain.base import (
+    EXPLAINERS,
     Attribution,
     Explainer,
     check_positive,
@@ -79,6 +79,7 @@ def rollout(attentions: list[Tensor], head_fusion: str = "mean", discard_ratio: 
     return result
 
 
+@EXPLAINERS.register()
 class AttentionRollout(Explainer):
     """Attention rollout of a timm ViT: the class token's row of the rolled-out attention over the patch tokens,
     one value per patch (shown per patch on the image). Class-agnostic: ``target`` is only reported.
@@ -128,7 +129,3 @@ class AttentionRollout(Explainer):
             order=order_from_scores(scores, present_players(regions)),
             pixel_map=pixel_map,
         )
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {"head_fusion": self.head_fusion, "discard_ratio": self.discard_ratio, "batch_size": self.batch_size}

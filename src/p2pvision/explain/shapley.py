@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from p2pvision.explain.base import Attribution, PerturbationExplainer, check_positive
+from p2pvision.explain.base import EXPLAINERS, Attribution, PerturbationExplainer, check_positive
 from p2pvision.regions import Partitioner
 from p2pvision.removal import Removal, TokenDropping
 
@@ -25,6 +25,7 @@ def _empty_and_full(game: Any) -> Tensor:
     return game(torch.stack([empty, game.players], dim=1))
 
 
+@EXPLAINERS.register()
 class ShapleySampling(PerturbationExplainer):
     """Monte-Carlo Shapley values by permutation sampling (Castro et al. 2009).
 
@@ -53,11 +54,12 @@ class ShapleySampling(PerturbationExplainer):
         self.seed = int(seed)
 
     def permutations(self, players: Tensor) -> Tensor:
-        """Random orders (B,P,K) of each image's players (``players`` (B,K) bool); -1 pads the empty slots."""
-        generator = torch.Generator().manual_seed(self.seed)
+        """Random orders (B,P,K) of each image's players (``players`` (B,K) bool); -1 pads the empty slots. Each
+        image draws from its own generator seeded with ``seed``, so its orders do not depend on its batch."""
         batch, slots = players.shape
         result = torch.full((batch, self.num_permutations, slots), -1, dtype=torch.int64)
         for b in range(batch):
+            generator = torch.Generator().manual_seed(self.seed)
             ids = players[b].nonzero().squeeze(1).cpu()
             for p in range(self.num_permutations):
                 if self.antithetic and p % 2 == 1:
@@ -93,14 +95,6 @@ class ShapleySampling(PerturbationExplainer):
             scores,
         )
 
-    @property
-    def params(self) -> dict[str, Any]:
-        return {
-            **super().params,
-            "num_permutations": self.num_permutations,
-            "antithetic": self.antithetic,
-            "seed": self.seed,
-        }
 
 
 def shapley_kernel_size_weights(players: int) -> Tensor:
@@ -110,6 +104,7 @@ def shapley_kernel_size_weights(players: int) -> Tensor:
     return weights / weights.sum()
 
 
+@EXPLAINERS.register()
 class KernelSHAP(PerturbationExplainer):
     """KernelSHAP (Lundberg & Lee 2017): Shapley values as the solution of a weighted linear regression over
     coalitions, with the efficiency constraint ``sum(phi) = f(N) - f(∅)`` imposed exactly.
@@ -159,9 +154,9 @@ class KernelSHAP(PerturbationExplainer):
     def _attribute(self, images: Tensor, regions: Tensor, target: int | Tensor | None) -> Attribution:
         game = self.game(images, regions, target)
         batch, slots = game.num_images, game.num_players
-        generator = torch.Generator().manual_seed(self.seed)
         ids, samples, weights = [], [], []
-        for b in range(batch):
+        for b in range(batch):  # each image draws from its own generator: its samples do not depend on its batch
+            generator = torch.Generator().manual_seed(self.seed)
             ids.append(game.players[b].nonzero().squeeze(1).cpu())
             rows, w = self._coalitions(len(ids[b]), generator) if len(ids[b]) > 1 else (torch.zeros(0, 0), None)
             samples.append(rows)
@@ -194,7 +189,3 @@ class KernelSHAP(PerturbationExplainer):
             game,
             scores,
         )
-
-    @property
-    def params(self) -> dict[str, Any]:
-        return {**super().params, "num_samples": self.num_samples, "seed": self.seed}

@@ -1,17 +1,17 @@
 """Metrics that compare explanations and interpretable models; each states whether higher or lower is better.
 
 ``make_metric(name, **params)`` builds one (``metric_names()`` lists them); every metric is called the same way,
-``metric.update(EvalInputs(...))`` then ``metric.compute()``. Modules: ``prediction`` (accuracy, kept fraction,
-cost), ``localisation``, ``faithfulness``, ``similarity``; ``p2p_evaluation`` evaluates a P2P checkpoint.
+``metric.update(explanation, EvalBatch(images, labels=..., mask=..., model=...))`` then ``metric.compute()``.
+Modules: ``prediction`` (accuracy, kept fraction, cost), ``localisation``, ``faithfulness``, ``similarity``.
 """
 
 from importlib import import_module
 
 # Names are imported on first use, so that building the command-line parser does not load torch.
 _EXPORTS = {
-    "EvalInputs": "p2pvision.metrics.base",
+    "EvalBatch": "p2pvision.metrics.base",
     "Metric": "p2pvision.metrics.base",
-    "METRICS": "p2pvision.metrics.registry",
+    "METRICS": "p2pvision.metrics.base",
     "make_metric": "p2pvision.metrics.registry",
     "metric_names": "p2pvision.metrics.registry",
 }

@@ -1,9 +1,10 @@
-"""What every metric gets (:class:`EvalInputs`) and the streaming base class they share (:class:`Metric`).
+"""What every metric gets and the streaming base class they share (:class:`Metric`).
 
-A method (P2P, a full-image classifier, a post-hoc explainer) turns a batch of images into an
-:class:`EvalInputs`: its prediction, the classifier that faithfulness metrics query, and whatever explanation it
-has (a pixel map, per-region scores over its regions, the mask it predicted from). Ground truth (labels, object
-masks) is added by whoever evaluates. Each metric is one object with one call, ``metric.update(inputs)``, a
+A method (P2P, a baseline, a full-image classifier, a post-hoc explainer) turns a batch of images into an
+:class:`~p2pvision.explanation.Explanation`: its prediction and whatever explanation it has (a pixel map, per-region
+scores over its regions, the mask it predicted from, its cost). Whoever evaluates adds what the method does not
+know, an :class:`EvalBatch`: the images, ground truth (labels, object masks), the classifier that faithfulness
+metrics query. Each metric is one object with one call, ``metric.update(explanation, batch)``, a
 ``higher_is_better`` direction, and ``compute()`` giving the mean of its per-image values over everything seen.
 
 Metrics are ``torchmetrics.Metric`` modules: their running sums are states that Lightning moves to the device
@@ -22,47 +23,41 @@ import torchmetrics
 from torch import Tensor, nn
 
 from p2pvision.errors import ConfigError
+from p2pvision.explanation import TENSOR_FIELDS, Explanation
+from p2pvision.registry import Registry
+
+METRICS: Registry[type[Metric]] = Registry("metric", package="p2pvision.metrics")
 
 
 @dataclass
-class EvalInputs:
-    """One batch of B images as a method saw and explained it (tensors on one device).
+class EvalBatch:
+    """What the evaluator knows about a batch of B images beside the method's explanation (tensors on one device).
 
-    ``images`` (B,3,H,W) in [0,1]; ``predicted`` (B,) the method's class (the class its explanation is for);
-    ``labels`` (B,) true classes (-1 where unknown); ``model`` the classifier faithfulness metrics query;
-    ``pixel_map`` (B,H,W), higher = more evidence; ``regions`` (B,H,W) int64 players and ``scores`` (B,K) their
-    scores; ``keep`` (B,H,W) bool or float in [0,1], the input an interpretable model predicted from; ``mask``
-    (B,H,W) bool ground-truth relevant pixels; ``reference_map`` another map of the same images (other seed or
-    setting) for map similarity; ``evaluations`` (B,) model evaluations spent per image; ``seconds`` the wall
-    time of the batch and ``reference_seconds`` that of one plain forward pass of the batch through ``model``.
+    ``images`` (B,3,H,W) in [0,1]; ``labels`` (B,) true classes (-1 where unknown); ``mask`` (B,H,W) bool
+    ground-truth relevant pixels; ``model`` the classifier faithfulness metrics query (the one the method
+    explains); ``reference_map`` another map of the same images (other seed or setting) for map similarity;
+    ``reference_seconds`` the wall time of one plain forward pass of the batch through ``model``.
     """
 
     images: Tensor
-    predicted: Tensor
     labels: Tensor | None = None
-    model: nn.Module | None = None
-    pixel_map: Tensor | None = None
-    regions: Tensor | None = None
-    scores: Tensor | None = None
-    keep: Tensor | None = None
     mask: Tensor | None = None
+    model: nn.Module | None = None
     reference_map: Tensor | None = None
-    evaluations: Tensor | None = None
-    seconds: float | None = None
     reference_seconds: float | None = None
 
-    def __len__(self) -> int:
-        return len(self.predicted)
 
-    def present(self) -> set[str]:
-        """Names of the fields that are given (not None)."""
-        return {f.name for f in fields(self) if getattr(self, f.name) is not None}
+def present(explanation: Explanation, batch: EvalBatch) -> set[str]:
+    """Names of the explanation's tensor fields and the batch's fields that are given (not None)."""
+    given = {name for name in TENSOR_FIELDS if getattr(explanation, name) is not None}
+    return given | {f.name for f in fields(batch) if getattr(batch, f.name) is not None}
 
 
 class Metric(torchmetrics.Metric):
     """Base class: the mean over images of one or more per-image values (NaN values are left out).
 
-    Subclasses set ``name``, ``category``, ``requires`` (the :class:`EvalInputs` fields they need), ``higher_is_better``
+    Subclasses set ``name``, ``category``, ``requires`` (the :class:`~p2pvision.explanation.Explanation` and
+    :class:`EvalBatch` fields they need), ``higher_is_better``
     (one direction for all their keys) and implement :meth:`values`. ``keys`` name the reported numbers.
     """
 
@@ -78,18 +73,18 @@ class Metric(torchmetrics.Metric):
         self.add_state("count", torch.zeros(len(self.keys), dtype=torch.float64), dist_reduce_fx="sum")
 
     @abstractmethod
-    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
         """Per-image values (B,) for each key; NaN where the metric is undefined for an image."""
 
-    def applicable(self, inputs: EvalInputs) -> bool:
-        """Whether ``inputs`` have every field this metric needs."""
-        return set(self.requires) <= inputs.present()
+    def applicable(self, explanation: Explanation, batch: EvalBatch) -> bool:
+        """Whether the explanation and the batch have every field this metric needs."""
+        return set(self.requires) <= present(explanation, batch)
 
-    def update(self, inputs: EvalInputs) -> None:
-        missing = sorted(set(self.requires) - inputs.present())
+    def update(self, explanation: Explanation, batch: EvalBatch) -> None:
+        missing = sorted(set(self.requires) - present(explanation, batch))
         if missing:
             raise ValueError(f"metric '{self.name}' needs {', '.join(missing)} in its inputs")
-        values = self.values(inputs)
+        values = self.values(explanation, batch)
         for index, key in enumerate(self.keys):
             value = values[key].detach().to(self.total.device, torch.float64).flatten()
             finite = ~value.isnan()

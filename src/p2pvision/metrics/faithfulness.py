@@ -29,8 +29,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from p2pvision.errors import ConfigError
+from p2pvision.explanation import Explanation
 from p2pvision.game import VALUES, RegionGame
-from p2pvision.metrics.base import EvalInputs, Metric, check_choice, check_fraction
+from p2pvision.metrics.base import METRICS, EvalBatch, Metric, check_choice, check_fraction
 from p2pvision.metrics.localisation import normalise_maps
 from p2pvision.regions import make_partitioner, partition_batch, region_mean
 from p2pvision.removal import Removal, make_removal
@@ -101,7 +102,7 @@ def removal_spec(spec: str | dict[str, Any]) -> tuple[str, dict[str, Any]]:
 
 
 class _GameMetric(Metric):
-    """A metric that queries ``inputs.model`` through a region game with its removal strategy."""
+    """A metric that queries ``batch.model`` through a region game with its removal strategy."""
 
     category = "faithfulness"
     def __init__(self, removal: str | dict[str, Any], value: str, keys: tuple[str, ...] | None = None) -> None:
@@ -115,16 +116,17 @@ class _GameMetric(Metric):
     def removal(self, model: nn.Module) -> Removal:
         return make_removal(self.removal_name, model=model, **self.removal_params)
 
-    def game(self, inputs: EvalInputs, regions: Tensor) -> RegionGame:
-        images = inputs.images
-        return RegionGame(inputs.model, images, regions.to(images.device), self.removal(inputs.model),
-                          target=inputs.predicted.to(images.device), value=self.value)  # fmt: skip
+    def game(self, explanation: Explanation, batch: EvalBatch, regions: Tensor) -> RegionGame:
+        images = batch.images
+        return RegionGame(batch.model, images, regions.to(images.device), self.removal(batch.model),
+                          target=explanation.target.to(images.device), value=self.value)  # fmt: skip
 
     @property
     def params(self) -> dict[str, Any]:
         return {"removal": self.removal_settings, "value": self.value}
 
 
+@METRICS.register()
 class P2PAgreement(_GameMetric):
     """P2P protocol: agreement with the method's own prediction after keeping (insertion) or removing (deletion)
     its top-ranked regions up to each area share (keys ``insertion@5`` ...)."""
@@ -143,9 +145,9 @@ class P2PAgreement(_GameMetric):
     def higher_is_better(self) -> bool:  # type: ignore[override]
         return self.mode == "insertion"
 
-    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
-        game = self.game(inputs, inputs.regions)
-        return ranking_agreement(game, inputs.scores.to(inputs.images.device), inputs.predicted, self.shares,
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
+        game = self.game(explanation, batch, explanation.regions)
+        return ranking_agreement(game, explanation.scores.to(batch.images.device), explanation.target, self.shares,
                                  (self.mode,))  # fmt: skip
 
     @property
@@ -177,17 +179,17 @@ class _FeatureCurve(_GameMetric):
     def higher_is_better(self) -> bool:  # type: ignore[override]
         return self.mode == "insertion"
 
-    def run_curve(self, inputs: EvalInputs) -> tuple[Tensor, Tensor]:
+    def run_curve(self, explanation: Explanation, batch: EvalBatch) -> tuple[Tensor, Tensor]:
         """Values and top-1 classes (B,P) at every point of the curve."""
-        images, maps = inputs.images, inputs.pixel_map.to(inputs.images.device).float()
-        batch, _, height, width = images.shape
+        images, maps = batch.images, explanation.pixel_map.to(batch.images.device).float()
+        count, _, height, width = images.shape
         if self.partitioner is None:
-            regions = torch.arange(height * width, device=images.device).view(1, height, width).expand(batch, -1, -1)
+            regions = torch.arange(height * width, device=images.device).view(1, height, width).expand(count, -1, -1)
             regions, scores = regions.contiguous(), maps.flatten(1)
         else:
             regions = partition_batch(images, self.partitioner)
             scores = region_mean(maps.unsqueeze(1), regions, int(regions.max()) + 1).squeeze(-1)
-        game = self.game(inputs, regions)
+        game = self.game(explanation, batch, regions)
         ranks = feature_ranks(scores, game.players)
         return game.evaluate(curve_coalitions(ranks, game.players, self.points, self.mode))
 
@@ -197,6 +199,7 @@ class _FeatureCurve(_GameMetric):
         return {**super().params, "mode": self.mode, "features": features, "points": len(self.points)}
 
 
+@METRICS.register()
 class RiseAUC(_FeatureCurve):
     """RISE insertion or deletion: area under the target-probability curve over ``steps`` equal steps of the
     features (default: pixels; insertion starts from a blurred image, deletion ends at black)."""
@@ -216,8 +219,8 @@ class RiseAUC(_FeatureCurve):
         removal = removal or ("blur" if mode == "insertion" else "black")
         super().__init__(mode, removal, features, torch.linspace(0, 1, steps + 1), value, (f"rise_{mode}_auc",))
 
-    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
-        curves, _ = self.run_curve(inputs)
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
+        curves, _ = self.run_curve(explanation, batch)
         self.add_curves(curves)
         return {self.keys[0]: torch.trapezoid(curves.double(), self.points.to(curves.device), dim=1)}
 
@@ -226,6 +229,7 @@ class RiseAUC(_FeatureCurve):
         return {**super().params, "steps": len(self.points) - 1}
 
 
+@METRICS.register()
 class MoxiAccuracy(_FeatureCurve):
     """MoXI protocol: accuracy (top-1 == label) vs. the share of patches visible (insertion) or masked (deletion),
     read at ``readings`` percent (default 4% visible, 10% masked); the curve has ``steps`` equal steps too."""
@@ -249,9 +253,9 @@ class MoxiAccuracy(_FeatureCurve):
         super().__init__(mode, removal, features or {"name": "grid", "grid": 14}, points, "prob", keys)
         self.reading_index = [int((self.points - s).abs().argmin()) for s in shares]
 
-    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
-        _, predictions = self.run_curve(inputs)
-        labels = inputs.labels.to(predictions.device)
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
+        _, predictions = self.run_curve(explanation, batch)
+        labels = batch.labels.to(predictions.device)
         correct = (predictions == labels.view(-1, 1)).double()
         correct[labels < 0] = float("nan")
         self.add_curves(correct[labels >= 0])
@@ -295,6 +299,7 @@ def tight_boxes(binary: Tensor) -> Tensor:
     return torch.stack([top, bottom, left, right], dim=1)
 
 
+@METRICS.register()
 class SaliencyMetric(Metric):
     """Dabkowski & Gal (2017): ``log(max(a, min_area)) - log(p)`` with ``a`` the area share of the tightest box
     around ``normalised map >= threshold`` and ``p`` the target probability of that box cropped and resized to
@@ -310,12 +315,12 @@ class SaliencyMetric(Metric):
         self.threshold = check_fraction("threshold", threshold, low_open=False)
         self.min_area = check_fraction("min_area", min_area)
 
-    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
-        images = inputs.images
-        boxes = tight_boxes(normalise_maps(inputs.pixel_map.to(images.device)) >= self.threshold)
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
+        images = batch.images
+        boxes = tight_boxes(normalise_maps(explanation.pixel_map.to(images.device)) >= self.threshold)
         area = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2]) / (images.shape[2] * images.shape[3])
-        logits = inputs.model(crop_boxes(images, boxes))
-        log_p = logits.float().log_softmax(1).gather(1, inputs.predicted.to(images.device).view(-1, 1)).squeeze(1)
+        logits = batch.model(crop_boxes(images, boxes))
+        log_p = logits.float().log_softmax(1).gather(1, explanation.target.to(images.device).view(-1, 1)).squeeze(1)
         return {self.name: area.float().clamp(min=self.min_area).log() - log_p}
 
     @property
@@ -323,6 +328,7 @@ class SaliencyMetric(Metric):
         return {"threshold": self.threshold, "min_area": self.min_area, "resize": "bilinear"}
 
 
+@METRICS.register()
 class InverseMaskLeakage(_GameMetric):
     """Accuracy when the model sees only what the method's keep mask removed (``1 - keep``, filled with
     ``removal``): a mask that leaks class information through its shape or soft values keeps accuracy here."""
@@ -334,9 +340,9 @@ class InverseMaskLeakage(_GameMetric):
     def __init__(self, removal: str | dict[str, Any] = "black") -> None:
         super().__init__(removal, "prob", ("inverse_accuracy",))
 
-    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
-        keep = inputs.keep.to(inputs.images.device)
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
+        keep = explanation.keep.to(batch.images.device)
         inverted = ~keep if keep.dtype == torch.bool else 1 - keep.float()
-        predicted = inputs.model(self.removal(inputs.model)(inputs.images, inverted)).argmax(1)
-        labels = inputs.labels.to(predicted.device)
+        predicted = batch.model(self.removal(batch.model)(batch.images, inverted)).argmax(1)
+        labels = batch.labels.to(predicted.device)
         return {self.keys[0]: (predicted == labels).double().masked_fill(labels < 0, float("nan"))}

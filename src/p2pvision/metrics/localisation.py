@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 from torch import Tensor
 
-from p2pvision.metrics.base import EvalInputs, Metric, check_choice, check_fraction
+from p2pvision.explanation import Explanation
+from p2pvision.metrics.base import METRICS, EvalBatch, Metric, check_choice, check_fraction
 from p2pvision.regions.masks import hard_keep, mask_iou, mask_precision, top_share_mask
 
 NORMALISATIONS = ("minmax", "none")
@@ -110,13 +111,13 @@ def box_localisation_error(maps: Tensor, relevant: Tensor, threshold: float = 0.
     return torch.tensor(errors, device=maps.device)
 
 
-def binary_keep(inputs: EvalInputs, share: float | None) -> Tensor:
+def binary_keep(explanation: Explanation, batch: EvalBatch, share: float | None) -> Tensor:
     """The method's keep mask if it has one (see :func:`hard_keep`), else the top pixels of its map: ``share`` of
     the image, or as many as the ground-truth mask has (``share=None``)."""
-    if inputs.keep is not None:
-        return hard_keep(inputs.keep)
-    area = inputs.mask.flatten(1).float().mean(1) if share is None else share
-    return top_share_mask(inputs.pixel_map, area)
+    if explanation.keep is not None:
+        return hard_keep(explanation.keep)
+    area = batch.mask.flatten(1).float().mean(1) if share is None else share
+    return top_share_mask(explanation.pixel_map, area)
 
 
 class _KeepMaskMetric(Metric):
@@ -130,32 +131,36 @@ class _KeepMaskMetric(Metric):
         super().__init__()
         self.share = None if share is None else check_fraction("share", share)
 
-    def applicable(self, inputs: EvalInputs) -> bool:
-        return super().applicable(inputs) and (inputs.keep is not None or inputs.pixel_map is not None)
+    def applicable(self, explanation: Explanation, batch: EvalBatch) -> bool:
+        has_map = explanation.keep is not None or explanation.pixel_map is not None
+        return super().applicable(explanation, batch) and has_map
 
     @property
     def params(self) -> dict[str, Any]:
         return {"binarised": "keep mask, else top pixels of the map", "share": self.share or "area of m*"}
 
 
+@METRICS.register()
 class MaskPrecision(_KeepMaskMetric):
     """``|keep & m*| / |keep|`` (0 for an empty keep mask): P2P's localisation precision."""
 
     name = "precision"
 
-    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
-        return {self.name: mask_precision(binary_keep(inputs, self.share), inputs.mask)}
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
+        return {self.name: mask_precision(binary_keep(explanation, batch, self.share), batch.mask)}
 
 
+@METRICS.register()
 class MaskIoU(_KeepMaskMetric):
     """Intersection over union of the keep mask and m*."""
 
     name = "iou"
 
-    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
-        return {self.name: mask_iou(binary_keep(inputs, self.share), inputs.mask)}
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
+        return {self.name: mask_iou(binary_keep(explanation, batch, self.share), batch.mask)}
 
 
+@METRICS.register()
 class PixelAveragePrecision(Metric):
     """PxAP (Choe et al. 2020): area under the pixel precision-recall curve over a whole data set.
 
@@ -177,14 +182,14 @@ class PixelAveragePrecision(Metric):
         self.add_state("positive", torch.zeros(self.bins + 1, dtype=torch.float64), dist_reduce_fx="sum")
         self.add_state("negative", torch.zeros(self.bins + 1, dtype=torch.float64), dist_reduce_fx="sum")
 
-    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
         raise NotImplementedError("PxAP is a data-set value, not a mean of per-image values")
 
-    def update(self, inputs: EvalInputs) -> None:
-        scores = normalise_maps(inputs.pixel_map.detach(), self.normalise).double()
+    def update(self, explanation: Explanation, batch: EvalBatch) -> None:
+        scores = normalise_maps(explanation.pixel_map.detach(), self.normalise).double()
         # The small offset keeps scores that sit on a threshold (e.g. 0.29 with 100 bins) in their own bin.
         index = (scores * self.bins + 1e-9).floor().long().clamp(max=self.bins).flatten()
-        relevant = inputs.mask.to(index.device).flatten()
+        relevant = batch.mask.to(index.device).flatten()
         self.positive += torch.bincount(index[relevant], minlength=self.bins + 1).to(self.positive)
         self.negative += torch.bincount(index[~relevant], minlength=self.bins + 1).to(self.negative)
 
@@ -206,6 +211,7 @@ class PixelAveragePrecision(Metric):
         return {"bins": self.bins, "normalise": self.normalise}
 
 
+@METRICS.register()
 class PointingGame(Metric):
     """Share of images whose map maximum lies in m* (grown by ``tolerance`` pixels); see :func:`pointing_game`."""
 
@@ -218,14 +224,15 @@ class PointingGame(Metric):
         self.tolerance = int(tolerance)
         super().__init__((self.name if self.tolerance == 0 else f"{self.name}@{self.tolerance}px",))
 
-    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
-        return {self.keys[0]: pointing_game(inputs.pixel_map, inputs.mask, self.tolerance)}
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
+        return {self.keys[0]: pointing_game(explanation.pixel_map, batch.mask, self.tolerance)}
 
     @property
     def params(self) -> dict[str, Any]:
         return {"tolerance_px": self.tolerance}
 
 
+@METRICS.register()
 class RelevanceMass(Metric):
     """Share of positive attribution inside m*; see :func:`relevance_mass`."""
 
@@ -234,10 +241,11 @@ class RelevanceMass(Metric):
     higher_is_better = True
     requires = ("pixel_map", "mask")
 
-    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
-        return {self.name: relevance_mass(inputs.pixel_map, inputs.mask)}
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
+        return {self.name: relevance_mass(explanation.pixel_map, batch.mask)}
 
 
+@METRICS.register()
 class BoxLocalisationError(Metric):
     """1 - box localisation hit rate; see :func:`box_localisation_error`."""
 
@@ -250,8 +258,8 @@ class BoxLocalisationError(Metric):
         super().__init__()
         self.threshold = check_fraction("threshold", threshold, low_open=False)
 
-    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
-        return {self.name: box_localisation_error(inputs.pixel_map, inputs.mask, self.threshold)}
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
+        return {self.name: box_localisation_error(explanation.pixel_map, batch.mask, self.threshold)}
 
     @property
     def params(self) -> dict[str, Any]:

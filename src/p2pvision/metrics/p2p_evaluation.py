@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics import MeanMetric
 from tqdm.auto import tqdm
 
-from p2pvision.metrics.base import EvalInputs, Metric
+from p2pvision.metrics.base import EvalBatch, Metric
 from p2pvision.metrics.faithfulness import P2PAgreement
 from p2pvision.metrics.localisation import MaskIoU, MaskPrecision, PixelAveragePrecision
 from p2pvision.metrics.prediction import Accuracy, KeptFraction
 from p2pvision.models.p2p.model import P2PModel
-from p2pvision.models.p2p.result import P2PExplanation
-from p2pvision.regions.ops import region_to_pixel
 
 DELTAS = (0.8, 0.9, 0.95, 0.99)
 # Direction of every reported metric: True if higher is better.
@@ -30,22 +27,6 @@ HIGHER_IS_BETTER = {
     **{f"insertion@{t}": True for t in (5, 10, 20)},
     **{f"deletion@{t}": False for t in (5, 10, 20)},
 }
-
-
-def p2p_inputs(model: P2PModel, images: Tensor, result: P2PExplanation) -> EvalInputs:
-    """What a P2P prediction gives the metrics: the kept pixels, region probabilities as scores and map, the
-    classifier (faithfulness metrics query it with removed regions filled black, as P2P does) and its cost."""
-    device = images.device
-    return EvalInputs(
-        images=images,
-        predicted=result.predicted.to(device),
-        model=model.classifier,
-        pixel_map=region_to_pixel(result.region_probs, result.regions).to(device),
-        regions=result.regions.to(device),
-        scores=result.region_probs.to(device),
-        keep=result.keep_mask.to(device),
-        evaluations=result.evaluations.to(device),
-    )
 
 
 def _p2p_metrics() -> list[Metric]:
@@ -87,18 +68,16 @@ def evaluate_p2p(
         labels = batch["label"].to(device)
         mask = batch["mask"].to(device) if "mask" in batch else None
         count += len(labels)
+        truth = EvalBatch(images, labels=labels, mask=mask, model=model.classifier)
         for delta in deltas:
-            result = model.explain(images, regions, delta=delta)
-            inputs = p2p_inputs(model, images, result)
-            inputs.labels, inputs.mask = labels, mask
+            explanation = model.explain(images, regions=regions, delta=delta)
             for metric in metrics[delta]:
-                if metric.applicable(inputs):
-                    metric.update(inputs)
-            means[delta]["tau"].update(result.tau)
-            means[delta]["evaluations"].update(result.evaluations.float())
+                if metric.applicable(explanation, truth):
+                    metric.update(explanation, truth)
+            means[delta]["tau"].update(explanation.extras["tau"])
+            means[delta]["evaluations"].update(explanation.evaluations)
             if "object_mask" in batch and not torch.equal(batch["object_mask"], batch["mask"]):
-                inputs.mask = batch["object_mask"].to(device)
-                object_share[delta].update(inputs)
+                object_share[delta].update(explanation, EvalBatch(images, mask=batch["object_mask"].to(device)))
     report = {}
     for delta in deltas:
         row: dict[str, float] = {}

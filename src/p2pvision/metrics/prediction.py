@@ -8,10 +8,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from p2pvision.metrics.base import EvalInputs, Metric
+from p2pvision.explanation import Explanation
+from p2pvision.metrics.base import METRICS, EvalBatch, Metric
 from p2pvision.regions.masks import hard_keep
 
 
+@METRICS.register()
 class Accuracy(Metric):
     """Top-1 accuracy of the method's prediction (images with label -1 are left out). Higher is better."""
 
@@ -20,11 +22,12 @@ class Accuracy(Metric):
     higher_is_better = True
     requires = ("labels",)
 
-    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
-        labels = inputs.labels.to(inputs.predicted.device)
-        return {self.name: (inputs.predicted == labels).double().masked_fill(labels < 0, float("nan"))}
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
+        labels = batch.labels.to(explanation.predicted.device)
+        return {self.name: (explanation.predicted == labels).double().masked_fill(labels < 0, float("nan"))}
 
 
+@METRICS.register()
 class KeptFraction(Metric):
     """Share of pixels the model predicted from (the keep mask; a soft mask's is its mean, see ``hard_keep``), with its
     distribution over ``bins`` equal bins of [0, 1] (:meth:`histogram`). Lower is sparser."""
@@ -39,8 +42,8 @@ class KeptFraction(Metric):
         self.bins = int(bins)
         self.add_state("counts", torch.zeros(self.bins, dtype=torch.float64), dist_reduce_fx="sum")
 
-    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
-        fraction = hard_keep(inputs.keep).flatten(1).double().mean(1)
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
+        fraction = hard_keep(explanation.keep).flatten(1).double().mean(1)
         index = (fraction * self.bins).long().clamp(max=self.bins - 1)
         self.counts += torch.bincount(index, minlength=self.bins).double().to(self.counts.device)
         return {self.name: fraction}
@@ -55,6 +58,7 @@ class KeptFraction(Metric):
         return {"bins": self.bins}
 
 
+@METRICS.register()
 class Cost(Metric):
     """Model evaluations per image, seconds per image, and their ratio to one plain forward pass of the same model
     on the same images (``forward_ratio``: 1 is the cost of a prediction). Lower is better."""
@@ -62,17 +66,17 @@ class Cost(Metric):
     category = "cost"
     name = "cost"
     higher_is_better = False
-    requires = ("evaluations", "seconds")
+    requires = ("evaluations",)
 
     def __init__(self) -> None:
         super().__init__(("evaluations", "seconds", "forward_ratio"))
 
-    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
-        count = len(inputs)
-        seconds = torch.full((count,), inputs.seconds / max(count, 1), dtype=torch.float64)
-        ratio = inputs.seconds / inputs.reference_seconds if inputs.reference_seconds else float("nan")
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
+        count = len(explanation)
+        seconds = torch.full((count,), explanation.seconds / max(count, 1), dtype=torch.float64)
+        ratio = explanation.seconds / batch.reference_seconds if batch.reference_seconds else float("nan")
         return {
-            "evaluations": inputs.evaluations.double(),
+            "evaluations": explanation.evaluations.double(),
             "seconds": seconds,
             "forward_ratio": torch.full((count,), ratio, dtype=torch.float64),
         }

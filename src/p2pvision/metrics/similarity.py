@@ -12,7 +12,8 @@ from torch import Tensor
 from torchmetrics.functional import pearson_corrcoef, spearman_corrcoef
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from p2pvision.metrics.base import EvalInputs, Metric, check_choice
+from p2pvision.explanation import Explanation
+from p2pvision.metrics.base import METRICS, EvalBatch, Metric, check_choice
 from p2pvision.metrics.localisation import normalise_maps
 
 MEASURES = ("spearman", "ssim", "hog_pearson")
@@ -48,6 +49,7 @@ def hog_similarity(maps: Tensor, others: Tensor, cell: int = 8) -> Tensor:
     return pearson_corrcoef(first.double().T, second.double().T).view(-1).float()
 
 
+@METRICS.register()
 class MapSimilarity(Metric):
     """Similarity of ``pixel_map`` and ``reference_map`` by each of ``measures``. Higher is more similar."""
 
@@ -61,8 +63,8 @@ class MapSimilarity(Metric):
         self.hog_cell = int(hog_cell)
         super().__init__(self.measures)
 
-    def values(self, inputs: EvalInputs) -> dict[str, Tensor]:
-        maps, others = inputs.pixel_map.float(), inputs.reference_map.float().to(inputs.pixel_map.device)
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
+        maps, others = explanation.pixel_map.float(), batch.reference_map.float().to(explanation.pixel_map.device)
         functions = {
             "spearman": spearman_similarity,
             "ssim": ssim_similarity,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
@@ -13,7 +14,7 @@ import numpy as np  # noqa: E402
 from skimage.segmentation import find_boundaries  # noqa: E402
 
 from p2pvision.cache import atomic_path  # noqa: E402
-from p2pvision.models.p2p.result import P2PExplanation  # noqa: E402
+from p2pvision.explanation import Explanation  # noqa: E402
 
 
 def kept_overlay(image: np.ndarray, keep: np.ndarray, regions: np.ndarray, dim: float = 0.25) -> np.ndarray:
@@ -41,26 +42,34 @@ def embedding_colours(embeddings: np.ndarray, regions: np.ndarray, kept: np.ndar
 
 
 def explanation_figure(
-    image: np.ndarray, result: P2PExplanation, index: int, title: str, path: str | os.PathLike[str]
+    image: np.ndarray,
+    explanation: Explanation,
+    index: int,
+    title: str,
+    path: str | os.PathLike[str],
+    class_names: Sequence[str],
 ) -> Path:
-    """A 4-panel PNG: input, kept regions, regions coloured by embedding, correlation of kept regions."""
-    regions = result.regions[index].numpy()
-    keep = result.keep_mask[index].numpy()
-    kept = result.kept_regions[index].numpy()
-    record = result.record(index)
+    """A 4-panel PNG of image ``index`` of a P2P explanation: input, kept regions, regions coloured by embedding,
+    correlation of kept regions."""
+    result = explanation[index].cpu()
+    regions = result.regions[0].numpy()
+    keep = result.keep[0].numpy()
+    kept = (result.scores[0] > 0.5).numpy()
+    label = class_names[int(result.predicted[0])]
+    confidence, tau = float(result.confidence[0]), float(result.extras["tau"][0])
     figure, axes = plt.subplots(1, 4, figsize=(13, 3.6), constrained_layout=True)
     axes[0].imshow(image)
     axes[0].set_title(title, fontsize=9)
     axes[1].imshow(kept_overlay(image, keep, regions))
     axes[1].set_title(
-        f"{record['class']} ({record['confidence']:.2f}); tau {record['tau']:.2f}, kept {record['kept_fraction']:.0%}",
+        f"{label} ({confidence:.2f}); tau {tau:.2f}, kept {float(result.kept_fraction[0]):.0%}",
         fontsize=9,
     )
-    axes[2].imshow(embedding_colours(result.embeddings[index].numpy(), regions, kept))
+    axes[2].imshow(embedding_colours(result.extras['embeddings'][0].numpy(), regions, kept))
     axes[2].set_title("regions coloured by embedding", fontsize=9)
     chosen = np.flatnonzero(kept)
     if len(chosen):
-        matrix = result.correlation[index].numpy()[np.ix_(chosen, chosen)]
+        matrix = result.extras['correlation'][0].numpy()[np.ix_(chosen, chosen)]
         shown = axes[3].imshow(matrix, vmin=-1, vmax=1, cmap="coolwarm")
         axes[3].set_xticks(range(len(chosen)), chosen, fontsize=6, rotation=90)
         axes[3].set_yticks(range(len(chosen)), chosen, fontsize=6)

@@ -15,10 +15,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from p2pvision.baselines import PixelMaskClassifier, RealXModel, SoftMaskModel
-from p2pvision.baselines.base import Selection
+from p2pvision.explanation import Explanation
 from p2pvision.models.p2p.config import P2PConfig
 from p2pvision.regions import region_areas
-from p2pvision.regions.masks import hard_keep, mask_precision
 from p2pvision.train.module import _WarmupEpochs
 
 
@@ -53,14 +52,8 @@ class _BaselineLightning(_WarmupEpochs):
         self.log("loss", loss.detach(), prog_bar=True, on_step=True, batch_size=len(labels))
         return loss
 
-    def _evaluate(self, batch: dict, prefix: str) -> None:
-        selection: Selection = self.model.explain(batch["image"], batch.get("regions"))
-        labels = batch["label"]
-        metrics = {f"{prefix}/acc": (selection.predicted == labels).float().mean(),
-                   f"{prefix}/kept": selection.kept_fraction.mean()}  # fmt: skip
-        if "mask" in batch:
-            metrics[f"{prefix}/precision"] = mask_precision(hard_keep(selection.keep), batch["mask"]).mean()
-        self.log_dict(metrics, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=len(labels))
+    def explain_batch(self, batch: dict) -> Explanation:
+        return self.model.explain(batch["image"], regions=batch.get("regions"))
 
 
 class PixelMaskLightning(_BaselineLightning):

@@ -8,21 +8,32 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
 
+from p2pvision.explanation import Explanation
+from p2pvision.metrics.base import EvalBatch
+from p2pvision.metrics.localisation import MaskPrecision
+from p2pvision.metrics.prediction import Accuracy, KeptFraction
 from p2pvision.models.backbones import ImageClassifier, create_classifier
 from p2pvision.models.p2p.config import P2PConfig
 from p2pvision.models.p2p.model import P2PModel
-from p2pvision.regions.masks import mask_precision
 
 
 class _SeededEpochs(L.LightningModule, metaclass=abc.ABCMeta):
     """Reseeds torch's RNG at every epoch start from (seed, epoch, rank): an interrupted run resumed from an
-    epoch checkpoint draws the same masks, budgets and augmentations as an uninterrupted one. Subclasses log
-    their validation and test metrics in ``_evaluate``."""
+    epoch checkpoint draws the same masks, budgets and augmentations as an uninterrupted one.
+
+    Validation and test use the evaluation's metric objects on the model's :class:`Explanation` of each batch
+    (subclasses implement :meth:`explain_batch`): ``acc``, ``kept`` (the kept fraction, where the model keeps an
+    input), ``precision`` (of the kept pixels on the data's masks) and, for P2P, the mean chosen ``tau``; they are
+    logged as ``val/<key>`` and ``test/<key>`` at the end of each epoch, summed over all processes."""
 
     def __init__(self, lr: float, weight_decay: float, seed: int) -> None:
         super().__init__()
         self.lr, self.weight_decay, self.seed = lr, weight_decay, seed
+        self.evaluation = nn.ModuleDict({"acc": Accuracy(), "kept": KeptFraction(), "precision": MaskPrecision(),
+                                         "tau": MeanMetric()})  # fmt: skip
 
     def on_train_epoch_start(self) -> None:
         torch.manual_seed(self.seed * 1_000_003 + self.current_epoch * 1_009 + self.global_rank)
@@ -37,14 +48,39 @@ class _SeededEpochs(L.LightningModule, metaclass=abc.ABCMeta):
         return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
     @abc.abstractmethod
-    def _evaluate(self, batch: dict, prefix: str) -> None:
-        """Log the ``prefix``/... metrics of one validation or test batch."""
+    def explain_batch(self, batch: dict) -> Explanation:
+        """The model's prediction (and explanation) of a validation or test batch."""
+
+    def _evaluate(self, batch: dict) -> None:
+        explanation = self.explain_batch(batch)
+        truth = EvalBatch(batch["image"], labels=batch["label"], mask=batch.get("mask"))
+        for key, metric in self.evaluation.items():
+            if key == "tau":
+                if "tau" in explanation.extras:
+                    metric.update(explanation.extras["tau"])
+            elif metric.applicable(explanation, truth):
+                metric.update(explanation, truth)
+
+    def _log_evaluation(self, prefix: str) -> None:
+        values = {}
+        for key, metric in self.evaluation.items():
+            if metric.update_count:
+                value = metric.compute()
+                values[f"{prefix}/{key}"] = next(iter(value.values())) if isinstance(value, dict) else value
+            metric.reset()
+        self.log_dict(values, prog_bar=True)
 
     def validation_step(self, batch: dict, batch_index: int) -> None:
-        self._evaluate(batch, "val")
+        self._evaluate(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_evaluation("val")
 
     def test_step(self, batch: dict, batch_index: int) -> None:
-        self._evaluate(batch, "test")
+        self._evaluate(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._log_evaluation("test")
 
 
 class _WarmupEpochs(_SeededEpochs):
@@ -131,17 +167,8 @@ class P2PLightning(_WarmupEpochs):
         self.log("loss", losses["loss"].detach(), prog_bar=True, on_step=True, batch_size=len(batch["label"]))
         return losses["loss"]
 
-    def _evaluate(self, batch: dict, prefix: str) -> None:
-        result = self.model.explain(batch["image"], batch["regions"], grid=self.val_tau_grid)
-        labels = batch["label"].cpu()
-        metrics = {
-            f"{prefix}/acc": (result.predicted == labels).float().mean(),
-            f"{prefix}/kept": result.kept_fraction.mean(),
-            f"{prefix}/tau": result.tau.mean(),
-        }
-        if "mask" in batch:
-            metrics[f"{prefix}/precision"] = mask_precision(result.keep_mask, batch["mask"].cpu()).mean()
-        self.log_dict(metrics, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=len(labels))
+    def explain_batch(self, batch: dict) -> Explanation:
+        return self.model.explain(batch["image"], regions=batch["regions"], grid=self.val_tau_grid)
 
 
 class ClassifierLightning(_SeededEpochs):
@@ -171,8 +198,5 @@ class ClassifierLightning(_SeededEpochs):
         self.log("loss", loss.detach(), prog_bar=True, on_step=True, batch_size=len(logits))
         return loss
 
-    def _evaluate(self, batch: dict, prefix: str) -> None:
-        accuracy = (self.model(batch["image"]).argmax(-1) == batch["label"]).float().mean()
-        self.log(
-            f"{prefix}/acc", accuracy, prog_bar=True, on_epoch=True, sync_dist=True, batch_size=len(batch["label"])
-        )
+    def explain_batch(self, batch: dict) -> Explanation:
+        return Explanation.of_classifier(self.model, batch["image"])

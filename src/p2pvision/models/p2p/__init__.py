@@ -3,6 +3,5 @@
 from p2pvision.models.p2p.checkpoint import load_p2p, save_p2p
 from p2pvision.models.p2p.config import P2PConfig
 from p2pvision.models.p2p.model import P2PModel
-from p2pvision.models.p2p.result import P2PExplanation
 
-__all__ = ["P2PConfig", "P2PExplanation", "P2PModel", "load_p2p", "save_p2p"]
+__all__ = ["P2PConfig", "P2PModel", "load_p2p", "save_p2p"]

@@ -14,15 +14,16 @@ is chosen per image; the search re-runs only the head and the classifier, and on
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from p2pvision.explanation import Explanation, order_from_scores, resolve_target
 from p2pvision.models.backbones import create_classifier
 from p2pvision.models.p2p.config import P2PConfig
-from p2pvision.models.p2p.result import P2PExplanation
 from p2pvision.models.p2p.selector import Selector
 from p2pvision.regions.ops import region_areas, region_mean, region_to_pixel
 from p2pvision.regions.partition import make_partitioner, partition_batch
@@ -280,24 +281,33 @@ class P2PModel(nn.Module):
     def explain(
         self,
         images: Tensor,
+        target: int | Tensor | None = None,
         regions: Tensor | None = None,
         *,
         delta: float | None = None,
         tau: float | None = None,
         grid: tuple[float, ...] | None = None,
         method: str = "grid",
-    ) -> P2PExplanation:
-        """Predict with hard masks and return what the classifier saw (see :class:`P2PExplanation`).
+    ) -> Explanation:
+        """Predict with hard masks and explain by what the classifier saw, as an :class:`Explanation`.
 
         ``images`` (B,3,H,W) in [0,1]; ``regions`` (B,H,W) label maps (computed with the configured partition
         if omitted). By default tau is searched per image at certainty ``delta`` over ``grid`` (the configured
-        grid if None); a fixed ``tau`` skips the search.
+        grid if None) with the search ``method``; a fixed ``tau`` skips the search. The explanation of any
+        ``target`` is the same kept input (P2P explains its own prediction; ``target`` is only recorded).
+
+        ``keep`` is the hard pixel mask the classifier saw; ``scores`` are ``sigmoid(mu_k)`` per region slot (0 for
+        empty slots) and ``pixel_map`` spreads them over the pixels; ``evaluations`` counts head + classifier runs
+        per image; ``extras`` hold the chosen ``tau``, the region ``embeddings`` and the region ``correlation``
+        matrix of ``Sigma = E E^T + jitter I``.
         """
+        started = time.perf_counter()
         was_training = self.training
         self.eval()
         try:
             if regions is None:
-                regions = partition_batch(images, make_partitioner(**self.config.partition)).to(images.device)
+                regions = partition_batch(images, make_partitioner(**self.config.partition))
+            regions = regions.to(images.device)
             if tau is not None:
                 features = self.selector.features(images)
                 taus = torch.full((len(images),), float(tau), device=images.device)
@@ -308,22 +318,31 @@ class P2PModel(nn.Module):
         finally:
             self.train(was_training)
         areas = region_areas(regions, self.config.max_regions)
-        kept = (search.region_logits > 0) & (areas > 0)
-        keep_mask = region_to_pixel(kept, regions)
+        present = areas > 0
+        kept = (search.region_logits > 0) & present
         probabilities = search.logits.float().softmax(-1)
-        return P2PExplanation(
-            predicted=probabilities.argmax(-1).cpu(),
-            probabilities=probabilities.cpu(),
-            tau=search.tau.cpu(),
-            keep_mask=keep_mask.cpu(),
-            kept_fraction=keep_mask.flatten(1).float().mean(1).cpu(),
-            region_probs=(torch.sigmoid(search.region_logits) * (areas > 0)).cpu(),
-            regions=regions.cpu(),
-            embeddings=search.embeddings.cpu(),
-            correlation=region_correlation(search.embeddings.float(), self.config.jitter).cpu(),
-            evaluations=search.evaluations.cpu(),
-            delta=self.config.delta if delta is None else delta,
-            class_names=self.class_names,
+        predicted = probabilities.argmax(-1)
+        scores = torch.sigmoid(search.region_logits.float()) * present
+        settings = {"tau": float(tau)} if tau is not None else {"delta": self.config.delta if delta is None else delta,
+                                                                 "search": method}  # fmt: skip
+        return Explanation(
+            method="p2p",
+            predicted=predicted,
+            target=resolve_target(target, predicted),
+            pixel_map=region_to_pixel(scores, regions),
+            regions=regions,
+            scores=scores,
+            order=order_from_scores(scores, present),
+            keep=region_to_pixel(kept, regions),
+            probabilities=probabilities,
+            evaluations=search.evaluations.float(),
+            seconds=time.perf_counter() - started,
+            params={**settings, "partition": self.config.partition},
+            extras={
+                "tau": search.tau.float(),
+                "embeddings": search.embeddings.float(),
+                "correlation": region_correlation(search.embeddings.float(), self.config.jitter),
+            },
         )
 
 
