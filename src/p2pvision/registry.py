@@ -33,8 +33,11 @@ T = TypeVar("T", bound=Callable[..., Any])
 class Registry(Generic[T]):
     """Named constructors of one ``kind`` (used in error messages), optionally discovered in ``package``."""
 
-    def __init__(self, kind: str, package: str | None = None, skip: Iterable[str] = ()) -> None:
+    def __init__(
+        self, kind: str, package: str | None = None, skip: Iterable[str] = (), name_attribute: str = "name"
+    ) -> None:
         self.kind = kind
+        self.name_attribute = name_attribute
         self.package = package
         self.skip = set(skip)
         self._entries: dict[str, T] = {}
@@ -42,12 +45,12 @@ class Registry(Generic[T]):
         self._discovered = package is None
 
     def register(self, name: str | None = None, *, aliases: Iterable[str] = ()) -> Callable[[T], T]:
-        """Class (or function) decorator: make the decorated object available as ``name`` (default: its ``name``
-        attribute, else its ``__name__``) and ``aliases``."""
+        """Class (or function) decorator: make the decorated object available as ``name`` (default: its
+        ``name_attribute``, else its ``__name__``) and ``aliases``."""
 
         def decorate(entry: T) -> T:
             nonlocal name
-            name = name or getattr(entry, "name", None) or entry.__name__
+            name = name or getattr(entry, self.name_attribute, None) or entry.__name__
             for key in (name, *aliases):
                 known = self._entries.get(key) or self._entries.get(self._aliases.get(key, ""))
                 if known is not None and known is not entry and _qualname(known) != _qualname(entry):

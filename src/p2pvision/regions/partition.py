@@ -24,6 +24,7 @@ from torch import Tensor
 
 from p2pvision.errors import ConfigError
 from p2pvision.regions.ops import relabel_contiguous
+from p2pvision.registry import Registry
 
 __all__ = [
     "FelzenszwalbPartitioner",
@@ -145,6 +146,9 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+PARTITIONERS: Registry[type[Partitioner]] = Registry("partitioner")
+
+
 class Partitioner(ABC):
     """Splits a uint8 RGB image (H, W, 3) into at most ``max_regions`` regions labelled 0..K-1 (int64)."""
 
@@ -186,6 +190,7 @@ def resolve_slic_backend(backend: str) -> str:
     return backend
 
 
+@PARTITIONERS.register()
 class SlicPartitioner(Partitioner):
     """SLIC superpixels on the RGB image (converted to CIELAB), as in P2P (100 segments, compactness 20).
 
@@ -237,6 +242,7 @@ class SlicPartitioner(Partitioner):
         }
 
 
+@PARTITIONERS.register()
 class FelzenszwalbPartitioner(Partitioner):
     """Felzenszwalb's graph-based segmentation (scikit-image); larger ``scale`` gives fewer, larger regions."""
 
@@ -271,6 +277,7 @@ def _grid_shape(height: int, width: int, cells: int) -> tuple[int, int]:
     return rows, cols
 
 
+@PARTITIONERS.register()
 class WatershedPartitioner(Partitioner):
     """Compact watershed on the Sobel gradient of the grey image, flooded from markers on a regular grid.
 
@@ -301,6 +308,7 @@ class WatershedPartitioner(Partitioner):
         return {"name": self.name, "n_markers": self.n_markers, "compactness": self.compactness}
 
 
+@PARTITIONERS.register()
 class GridPartitioner(Partitioner):
     """A regular grid: ``grid`` cells (rows, cols) over any image size, or cells of ``patch_size`` pixels.
 
@@ -353,6 +361,7 @@ class GridPartitioner(Partitioner):
         }
 
 
+@PARTITIONERS.register()
 class PixelPartitioner(Partitioner):
     """Every pixel is its own region (pixel-level feature selection); ``max_regions`` is H*W of the largest image."""
 
@@ -370,25 +379,14 @@ class PixelPartitioner(Partitioner):
         return {"name": self.name, "max_regions": self.max_regions}
 
 
-_PARTITIONERS: dict[str, type[Partitioner]] = {
-    cls.name: cls
-    for cls in (SlicPartitioner, FelzenszwalbPartitioner, WatershedPartitioner, GridPartitioner, PixelPartitioner)
-}
-
-
 def partitioner_names() -> list[str]:
     """Names accepted by :func:`make_partitioner`."""
-    return sorted(_PARTITIONERS)
+    return sorted(PARTITIONERS.names())
 
 
 def make_partitioner(name: str, **params: Any) -> Partitioner:
     """Build a partitioner by name (``slic``, ``felzenszwalb``, ``watershed``, ``grid``, ``pixels``)."""
-    if name not in _PARTITIONERS:
-        raise ConfigError(f"unknown partitioner {name!r}; choose one of {partitioner_names()}")
-    try:
-        return _PARTITIONERS[name](**params)
-    except TypeError as error:  # unexpected keyword
-        raise ConfigError(f"invalid parameters for partitioner {name!r}: {error}") from error
+    return PARTITIONERS.create(name, **params)
 
 
 def partition_batch(images: Tensor, partitioner: Partitioner, num_workers: int = 0) -> Tensor:

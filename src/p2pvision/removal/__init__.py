@@ -11,8 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from p2pvision.errors import ConfigError
-from p2pvision.removal.base import Removal, blend, hole_of
+from p2pvision.removal.base import REMOVALS, Removal, blend, hole_of
 from p2pvision.removal.fills import (
     BlackFill,
     BlurFill,
@@ -44,6 +43,7 @@ __all__ = [
     "MeanColourFill",
     "NavierStokesInpaint",
     "NoiseFill",
+    "REMOVALS",
     "OpenCVInpaint",
     "RegionMeanFill",
     "Removal",
@@ -56,28 +56,9 @@ __all__ = [
     "removal_names",
 ]
 
-_REMOVALS: dict[str, type] = {
-    cls.name: cls
-    for cls in (
-        BlackFill,
-        GreyFill,
-        MeanColourFill,
-        ConstantFill,
-        RegionMeanFill,
-        BlurFill,
-        NoiseFill,
-        TeleaInpaint,
-        NavierStokesInpaint,
-        BiharmonicInpaint,
-        CallableFill,
-        TokenDropping,
-    )
-}
-
-
 def removal_names() -> list[str]:
     """Names accepted by :func:`make_removal`."""
-    return list(_REMOVALS)
+    return REMOVALS.names()
 
 
 def make_removal(name: str, model: nn.Module | None = None, **params: Any) -> Removal | TokenDropping:
@@ -86,11 +67,6 @@ def make_removal(name: str, model: nn.Module | None = None, **params: Any) -> Re
     With ``model`` given, ``"mean"`` uses the model's own normalisation mean (zero after normalisation)
     unless ``mean=`` is passed.
     """
-    if name not in _REMOVALS:
-        raise ConfigError(f"unknown removal {name!r}; choose one of {removal_names()}")
-    if name == "mean" and model is not None and "mean" not in params:
+    if REMOVALS.resolve(name) == "mean" and model is not None and "mean" not in params:
         return MeanColourFill.for_model(model)
-    try:
-        return _REMOVALS[name](**params)
-    except TypeError as error:  # unexpected or missing keyword
-        raise ConfigError(f"invalid parameters for removal {name!r}: {error}") from error
+    return REMOVALS.create(name, **params)

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
+from p2pvision.registry import Registry
+
 
 def check_inputs(images: Tensor, keep: Tensor | None, regions: Tensor | None = None) -> None:
     """Raise ``ValueError`` unless images are float (N,3,H,W) and keep/regions are (N,H,W)."""
@@ -45,6 +47,9 @@ def blend(images: Tensor, keep: Tensor, fill: Tensor) -> Tensor:
 def hole_of(keep: Tensor) -> Tensor:
     """The pixels a fill must invent: ``~keep`` for bool masks, ``keep < 0.5`` for soft ones."""
     return ~keep if keep.dtype == torch.bool else keep < 0.5
+
+
+REMOVALS: Registry[type] = Registry("removal", package="p2pvision.removal")
 
 
 class Removal(ABC):

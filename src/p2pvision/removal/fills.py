@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from p2pvision.errors import ConfigError
 from p2pvision.regions.ops import region_mean, region_to_pixel
-from p2pvision.removal.base import Removal
+from p2pvision.removal.base import REMOVALS, Removal
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 
@@ -27,6 +27,7 @@ def _colour(name: str, value: float | Sequence[float]) -> tuple[float, float, fl
     return values[0], values[1], values[2]
 
 
+@REMOVALS.register()
 class ConstantFill(Removal):
     """Fill with one colour (RGB in [0, 1])."""
 
@@ -44,6 +45,7 @@ class ConstantFill(Removal):
         return {"name": self.name, "colour": list(self.colour)}
 
 
+@REMOVALS.register()
 class BlackFill(ConstantFill):
     """Fill with black (0 before normalisation), as P2P does."""
 
@@ -57,6 +59,7 @@ class BlackFill(ConstantFill):
         return {"name": self.name}
 
 
+@REMOVALS.register()
 class GreyFill(ConstantFill):
     """Fill with mid grey (0.5)."""
 
@@ -70,6 +73,7 @@ class GreyFill(ConstantFill):
         return {"name": self.name}
 
 
+@REMOVALS.register()
 class MeanColourFill(ConstantFill):
     """Fill with the data set's mean colour, which is zero after the model's normalisation.
 
@@ -94,6 +98,7 @@ class MeanColourFill(ConstantFill):
         return {"name": self.name, "mean": list(self.colour)}
 
 
+@REMOVALS.register()
 class RegionMeanFill(Removal):
     """Fill every removed pixel with the mean colour of its own region (needs the region map)."""
 
@@ -127,6 +132,7 @@ def gaussian_blur(images: Tensor, sigma: float) -> Tensor:
     return F.conv2d(F.pad(out, (0, 0, radius, radius), mode="replicate"), vertical, groups=channels)
 
 
+@REMOVALS.register()
 class BlurFill(Removal):
     """Fill with a Gaussian-blurred copy of the image (``sigma`` in pixels; MP uses 10).
 
@@ -148,6 +154,7 @@ class BlurFill(Removal):
         return {"name": self.name, "sigma": self.sigma}
 
 
+@REMOVALS.register()
 class NoiseFill(Removal):
     """Fill with uniform noise in [0, 1]; one fixed pattern per ``seed`` and image size, shared by all images."""
 

@@ -22,7 +22,7 @@ from skimage.restoration import inpaint_biharmonic
 from torch import Tensor
 
 from p2pvision.errors import ConfigError
-from p2pvision.removal.base import Removal, check_inputs, hole_of
+from p2pvision.removal.base import REMOVALS, Removal, check_inputs, hole_of
 
 ImageFill = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
@@ -95,6 +95,7 @@ class OpenCVInpaint(HoleFill):
         return {**super().params, "radius": self.radius}
 
 
+@REMOVALS.register()
 class TeleaInpaint(OpenCVInpaint):
     """OpenCV fast-marching inpainting (Telea 2004)."""
 
@@ -102,6 +103,7 @@ class TeleaInpaint(OpenCVInpaint):
     flag = cv2.INPAINT_TELEA
 
 
+@REMOVALS.register()
 class NavierStokesInpaint(OpenCVInpaint):
     """OpenCV Navier-Stokes inpainting (Bertalmio et al. 2001)."""
 
@@ -109,6 +111,7 @@ class NavierStokesInpaint(OpenCVInpaint):
     flag = cv2.INPAINT_NS
 
 
+@REMOVALS.register()
 class BiharmonicInpaint(HoleFill):
     """scikit-image ``inpaint_biharmonic`` (smooth, slower: tens to hundreds of ms per 224 px image)."""
 
@@ -118,6 +121,7 @@ class BiharmonicInpaint(HoleFill):
         return inpaint_biharmonic(image, hole, channel_axis=-1).astype(np.float32)
 
 
+@REMOVALS.register()
 class CallableFill(HoleFill):
     """A user function ``fill(image, hole_mask) -> image`` on NumPy arrays: float32 (H,W,3) in [0,1] and a
     bool (H,W) hole; it returns (H,W,3). Plug a generative inpainter in here. Only hole pixels are used."""

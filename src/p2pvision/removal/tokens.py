@@ -16,7 +16,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
 from p2pvision.errors import ConfigError
-from p2pvision.removal.base import check_inputs
+from p2pvision.removal.base import REMOVALS, check_inputs
 
 
 def vision_transformer(model: nn.Module) -> VisionTransformer:
@@ -29,6 +29,7 @@ def vision_transformer(model: nn.Module) -> VisionTransformer:
     return vit
 
 
+@REMOVALS.register()
 class TokenDropping:
     """Runs a timm ViT on the kept patch tokens only (CLS kept, no fill). Not a pixel fill: the region game
     calls :meth:`logits` instead of filling the image and calling the model."""
