@@ -52,7 +52,7 @@ def main() -> None:
         model = load_p2p(args.checkpoint, device=device)
     else:
         experiment = load_experiment("demo")
-        model = P2PModel(experiment.model_config(10, [str(i) for i in range(10)])).to(device)
+        model = P2PModel(experiment.p2p_config(10, [str(i) for i in range(10)])).to(device)
     data = build_stage(experiment.data, "test", make_partitioner(**model.config.partition), progress=False)
     count = min(args.images, len(data))
     samples = [data[i] for i in range(count)]

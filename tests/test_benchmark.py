@@ -162,8 +162,8 @@ def test_report_opens_in_chromium_without_errors_and_is_not_blank(benchmark):
 def test_config_errors_name_the_setting():
     base = {"datasets": {"d": {"data": DATA}}, "methods": {"b": {"kind": "blackbox", "classifier": "test_resnet"}}}
     cases = [
-        ({"colour": 1}, "unknown setting(s) colour"),
-        ({"methods": {"b": {"kind": "magic"}}}, "kind must be one of p2p, blackbox, explainer"),
+        ({"colour": 1}, "unknown key colour; known keys: name, seeds"),
+        ({"methods": {"b": {"kind": "magic"}}}, "methods.b.kind: got 'magic'; allowed: p2p, blackbox, explainer"),
         ({"methods": {"b": {"kind": "blackbox", "size": 3}}}, "unknown setting(s) size"),
         ({"methods": {"e": {"kind": "explainer", "explainer": "grad_cam"}}}, "name the method whose classifier"),
         ({"methods": {"e": {"kind": "explainer", "explainer": "paint", "explains": "b"}}},
@@ -171,11 +171,11 @@ def test_config_errors_name_the_setting():
         ({"methods": {"p": {"kind": "p2p", "checkpoint": "x", "train": {}}}}, "either a checkpoint or training"),
         ({"methods": {"b": {"kind": "blackbox", "datasets": ["e"]}}}, "names data set 'e', which is not defined"),
         ({"metrics": [{"name": "rise", "mode": "up"}]}, "mode must be one of insertion, deletion"),
-        ({"seeds": 3}, "seeds must be a list of integers"),
+        ({"seeds": 3}, "seeds: got 3; must be a list of integers"),
         ({"datasets": {"d": {"data": DATA}, "p": {"data": {"source": "photos"}}},
           "methods": {"b": {"kind": "blackbox", "classifier": "test_resnet", "datasets": ["d"]},
                       "e": {"kind": "explainer", "explainer": "grad_cam", "explains": "b"}}},
-         "method 'e' uses b, none of which runs on data set 'p'"),
+         "methods.e: uses b, none of which runs on data set 'p'"),
     ]
     for change, fragment in cases:
         with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
@@ -195,7 +195,7 @@ def test_a_method_may_run_on_some_of_the_seeds():
     })  # fmt: skip
     assert [m.name for m in config.methods_for("d", 0)] == ["b"]
     assert [m.name for m in config.methods_for("d", 1)] == ["b", "e"] and config.cell_count() == 4
-    with pytest.raises(ConfigError, match="method 'e': seeds must be a list of integers"):
+    with pytest.raises(ConfigError, match="methods.e.seeds: got 1; must be a list of integers"):
         benchmark_from_dict({"datasets": {"d": {"data": DATA}},
                              "methods": {"e": {"kind": "blackbox", "classifier": "test_resnet", "seeds": 1}}})
 

@@ -28,7 +28,9 @@ TINY = {
         "partition": {"name": "grid", "grid": 4},
         "max_regions": 16,
     },
-    "train": {"epochs": 2, "batch_size": 16, "lr": 0.001, "log_every_n_steps": 1, "val_tau_grid": [0.2, 1.0]},
+    "train": {
+        "epochs": 2, "batch_size": 16, "lr": 0.001, "val_tau_grid": [0.2, 1.0], "trainer": {"log_every_n_steps": 1}
+    },
 }
 
 
@@ -98,7 +100,7 @@ def test_warmup_epochs_train_the_classifier_alone_then_p2p(config_file, tmp_path
 
     config = load_experiment(config_file, ["train.epochs=1", "train.warmup_epochs=1"])
     L.seed_everything(config.train.seed, verbose=False)
-    initial = P2PModel(P2PConfig.from_dict(config.model_config(10, [str(i) for i in range(10)]).to_dict()))
+    initial = P2PModel(P2PConfig.from_dict(config.p2p_config(10, [str(i) for i in range(10)]).to_dict()))
     warmed = load_p2p(run_training(config, tmp_path / "warm", progress=False))
     assert all(torch.equal(a, b) for a, b in zip(initial.selector.parameters(), warmed.selector.parameters()))
     assert not all(torch.equal(a, b) for a, b in zip(initial.classifier.parameters(), warmed.classifier.parameters()))
@@ -117,8 +119,8 @@ def test_two_process_ddp_on_cpu(config_file, tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     command = [
         sys.executable, "-m", "p2pvision.cli", "train", "--config", str(config_file), "--out", str(tmp_path / "ddp"),
-        "train.accelerator=cpu", "train.devices=2", "train.strategy=ddp", "train.epochs=1",
-        "train.limit_train_batches=2",
+        "train.trainer.accelerator=cpu", "train.trainer.devices=2", "train.trainer.strategy=ddp", "train.epochs=1",
+        "train.trainer.limit_train_batches=2",
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -129,14 +131,24 @@ def test_two_process_ddp_on_cpu(config_file, tmp_path):
 @pytest.mark.parametrize(
     "overrides, fragment",
     [
-        (["train.epochz=3"], "unknown train setting"),
-        (["model.tau_mode=x"], "tau_mode='x'"),
-        (["epochs=3"], "data., model."),
+        (["train.epochz=3"], "unknown key train.epochz; known keys of train: mode, epochs"),
+        (["model.tau_mode=x"], "model.tau_mode: got 'x'; allowed: dynamic, fixed"),
+        (["epochs=3"], "unknown key epochs; known keys: name, data, model, train"),
+        (["train.warmup_epochs=3"], r"train.warmup_epochs: got 3; must be <= epochs \(2\)"),
+        (["train.trainer.max_epochs=3"], "train.trainer.max_epochs: got 3; set by p2pvision: use train.epochs"),
     ],
 )
 def test_bad_settings_are_named(config_file, overrides, fragment):
     with pytest.raises(ConfigError, match=fragment):
         load_experiment(config_file, overrides)
+
+
+def test_trainer_arguments_of_the_old_layout_are_moved_with_a_warning(config_file):
+    with pytest.warns(FutureWarning, match="train.accelerator is now train.trainer.accelerator"):
+        config = load_experiment(config_file, ["train.accelerator=cpu", "train.precision=16"])
+    assert (config.train.trainer.accelerator, config.train.trainer.precision) == ("cpu", "16")
+    with pytest.raises(ConfigError, match="train.devices and train.trainer.devices are both given"):
+        load_experiment(config_file, ["train.devices=2", "train.trainer.devices=1"])
 
 
 def test_shipped_configs_are_valid():
@@ -154,4 +166,4 @@ def test_shipped_configs_are_valid():
     }
     for path in configs:
         config = load_experiment(path)
-        assert config.model_config(10, [str(i) for i in range(10)]).num_classes == 10
+        assert config.p2p_config(10, [str(i) for i in range(10)]).num_classes == 10

@@ -7,7 +7,7 @@
     batch_size: 32
     examples: 6            # images per data set shown with every method's overlay in the report
     stored_images: 16      # images whose maps are kept per cell (map similarity across seeds)
-    hardware: {accelerator: cpu, devices: 1, num_nodes: 1, strategy: auto, precision: 32-true}
+    hardware: {accelerator: cpu, devices: 1, precision: 32-true}   # arguments of Lightning's Trainer
     metrics:               # each a name or {name: ..., params}; see p2pvision.metrics.metric_names()
       - accuracy
       - {name: rise, mode: deletion, steps: 16}
@@ -29,6 +29,11 @@
 A method runs on every data set unless it lists ``datasets``, and with every seed of the data set unless it lists
 ``seeds`` (a subset: e.g. a costly baseline on one seed); ``sweep`` expands it into one method per value
 (``p2p@delta=0.9``...), which share trained networks. Values may be overridden with ``key=value`` strings.
+
+Everything is checked when the config is loaded, before any data or training: the keys and values of every
+section (with ranges), the metrics, the methods' settings (each kind refuses options it does not take; the
+``model``, ``train`` and explainer ``params`` sections are checked as in training and explaining), and the
+training experiment every trained method will run on each of its data sets.
 """
 
 from __future__ import annotations
@@ -38,18 +43,194 @@ import itertools
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
-import yaml
+from pydantic import Discriminator, Field, Tag, ValidationError, ValidationInfo, field_validator
 
+from p2pvision.benchmark.data import PHOTOS
 from p2pvision.benchmark.methods import METHODS, Method
+from p2pvision.config import SHIPPED as CONFIGS
+from p2pvision.config import (
+    Fraction,
+    Int,
+    Name,
+    NonNegativeInt,
+    OpenFraction,
+    PositiveInt,
+    Section,
+    check_arguments,
+    error_at,
+    format_error,
+    merge,
+    message_at,
+    nested,
+    prefixed,
+    read_config,
+    resolve_config,
+    validate,
+)
+from p2pvision.config import apply_overrides as _apply_overrides
 from p2pvision.errors import ConfigError
 from p2pvision.metrics.registry import make_metric
-from p2pvision.train.experiment import load_experiment
+from p2pvision.models.p2p.config import MODEL_SECTION, check_partition
+from p2pvision.train.experiment import (
+    DataConfig,
+    TrainConfig,
+    TrainerArgs,
+    experiment_from_dict,
+    load_experiment,
+    migrate,
+)
 
-SHIPPED = Path(__file__).resolve().parent.parent / "configs" / "benchmark"
-TOP_LEVEL = ("name", "seeds", "batch_size", "examples", "stored_images", "hardware", "metrics", "datasets", "methods")
-HARDWARE = {"accelerator": "auto", "devices": 1, "num_nodes": 1, "strategy": "auto", "precision": "32-true"}
+SHIPPED = CONFIGS / "benchmark"  # the shipped benchmark configs
+Seed = Annotated[Int, Field(ge=0, le=2**32 - 1)]
+Seeds = Annotated[list[Seed], Field(min_length=1)]
+
+
+def _method_kinds() -> list[str]:
+    names = getattr(METHODS, "names", None)
+    return list(names()) if callable(names) else list(METHODS)
+
+
+def _method_class(kind: str) -> type[Method]:
+    return METHODS.get(kind)  # type: ignore[return-value]
+
+
+# Trainer arguments the evaluation loop sets itself.
+ENGINE_SETS = ("logger", "callbacks", "enable_checkpointing", "enable_progress_bar", "enable_model_summary",
+               "inference_mode", "use_distributed_sampler", "default_root_dir")  # fmt: skip
+
+
+class EvaluationTrainerArgs(TrainerArgs):
+    """``hardware``: arguments of Lightning's Trainer for the evaluation loop (what the engine sets is refused)."""
+
+    reserved: ClassVar[dict[str, str]] = dict.fromkeys(ENGINE_SETS, "the evaluation loop sets it")
+
+
+class PhotosData(Section):
+    """``source: photos``: the photos bundled with scikit-image and scikit-learn (no labels, no masks)."""
+
+    source: Literal["photos"]
+    image_size: Annotated[Int, Field(ge=8)] = 224
+    names: Annotated[list[Literal[PHOTOS]], Field(min_length=1)] = list(PHOTOS)  # type: ignore[valid-type]
+
+
+def _data_kind(value: Any) -> str:
+    return "photos" if isinstance(value, dict) and value.get("source") == "photos" else "data"
+
+
+DataSection = Annotated[
+    Annotated[DataConfig, Tag("data")] | Annotated[PhotosData, Tag("photos")], Discriminator(_data_kind)
+]
+
+
+def _check_metrics(metrics: list[Any]) -> list[Any]:
+    for index, metric in enumerate(metrics):
+        try:
+            make_metric(metric)
+        except ConfigError as exc:
+            raise message_at(index, metric, str(exc)) from None
+    return metrics
+
+
+Metrics = list[Name | dict[str, Any]]
+
+
+class DatasetEntry(Section):
+    """One entry of ``datasets`` (see the module docstring)."""
+
+    data: DataSection
+    split: Literal["train", "val", "test"] = "test"
+    images: PositiveInt | None = None  # the first N images of the split (default: all)
+    seeds: Seeds | None = None  # replaces the benchmark's seeds (e.g. one seed where nothing is random)
+    metrics: Metrics | None = None  # replaces the benchmark's metrics
+    extra_metrics: Metrics = []  # added to them
+
+    _metrics = field_validator("metrics", "extra_metrics")(lambda value: value if value is None else
+                                                           _check_metrics(value))  # fmt: skip
+
+
+def _check_params(explainer: str, params: dict[str, Any]) -> None:
+    """An explainer's ``params``: names its constructor takes (``partition`` for its partitioner), values that fit
+    their annotations, a known partition and removal (ranges are the explainer's to check when it is built)."""
+    from p2pvision.explain import EXPLAINERS
+
+    if explainer not in EXPLAINERS:
+        return  # the method class names the explainers
+    check_arguments(EXPLAINERS.get(explainer), params, skip=("model", "partitioner"), extra=("partition",))
+    if "partition" in params:
+        if not isinstance(params["partition"], dict):
+            raise error_at("partition", params["partition"], "must be a mapping, e.g. {name: grid, grid: 8}")
+        try:
+            check_partition(params["partition"])
+        except ValidationError as exc:
+            raise prefixed(exc, "partition") from None
+    if isinstance(params.get("removal"), str):
+        from p2pvision.removal import removal_names
+
+        if params["removal"] not in removal_names():
+            raise error_at("removal", params["removal"], f"allowed: {', '.join(removal_names())}")
+
+
+class MethodEntry(Section, extra="allow"):
+    """One entry of ``methods``: the keys the engine uses (kind, datasets, seeds, sweep), and the options several
+    kinds share, checked here so that a mistake shows before any training; each kind's class refuses the
+    options it does not take, and checks its own."""
+
+    kind: Name
+    datasets: Annotated[list[Name], Field(min_length=1)] | None = None
+    seeds: Seeds | None = None
+    sweep: dict[Name, Annotated[list[Any], Field(min_length=1)]] | None = None
+    config: Name | None = None  # a training config (shipped name or YAML; may contain {dataset}, {seed})
+    checkpoint: Name | None = None
+    model: nested(MODEL_SECTION, partial=True) = None  # type: ignore[valid-type]
+    train: nested(TrainConfig, partial=True) = None  # type: ignore[valid-type]
+    delta: OpenFraction | None = None
+    tau: Fraction | None = None
+    fraction: Fraction | None = None
+    search: Literal["grid", "bisection"] | None = None
+    explainer: Name | None = None
+    explains: Name | Annotated[list[Name], Field(min_length=1)] | None = None
+    params: dict[str, Any] | None = None
+    classifier: Name | None = None
+    weights: Name | None = None
+    match: Name | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        kinds = _method_kinds()
+        if value not in kinds:
+            raise error_at((), value, f"allowed: {', '.join(kinds)}")
+        return value
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _moved(cls, value: Any) -> Any:  # Trainer arguments written in the old train layout
+        return migrate({"train": value}, "benchmark method")["train"] if isinstance(value, dict) else value
+
+    @field_validator("params")
+    @classmethod
+    def _params(cls, value: dict[str, Any] | None, info: ValidationInfo) -> dict[str, Any] | None:
+        if value is not None and isinstance(info.data.get("explainer"), str):
+            _check_params(info.data["explainer"], value)
+        return value
+
+
+class BenchmarkSchema(Section):
+    """The whole benchmark config (see the module docstring)."""
+
+    name: Name | None = None
+    seeds: Seeds = [0]
+    batch_size: PositiveInt = 32
+    examples: NonNegativeInt = 6  # images per data set shown with every method's overlay in the report
+    stored_images: PositiveInt = 16  # images whose maps are kept per cell (map similarity across seeds)
+    hardware: EvaluationTrainerArgs = Field(default_factory=EvaluationTrainerArgs)
+    metrics: Metrics = []
+    datasets: Annotated[dict[Name, DatasetEntry], Field(min_length=1)]
+    methods: Annotated[dict[Name, MethodEntry], Field(min_length=1)]
+
+    _metrics = field_validator("metrics")(_check_metrics)
 
 
 @dataclass
@@ -77,11 +258,16 @@ class MethodSpec:
     seeds: list[int] | None = None  # a subset of the data set's seeds (e.g. where training is too costly)
 
     def build(self) -> Method:
-        return METHODS[self.kind](self.name, self.spec)
+        return _method_class(self.kind)(self.name, self.spec)
 
     @property
     def settings(self) -> dict[str, Any]:
         return {"kind": self.kind, **self.spec, "family": self.family or self.name, "variant": self.variant}
+
+    @property
+    def trains(self) -> bool:
+        """Whether the method trains networks on the benchmark's data (a training config or sections)."""
+        return any(key in self.spec for key in ("config", "model", "train"))
 
 
 @dataclass
@@ -93,7 +279,7 @@ class BenchmarkConfig:
     batch_size: int = 32
     examples: int = 6
     stored_images: int = 16
-    hardware: dict[str, Any] = field(default_factory=lambda: dict(HARDWARE))
+    hardware: dict[str, Any] = field(default_factory=lambda: EvaluationTrainerArgs().model_dump())
 
     def seeds_for(self, dataset: str) -> list[int]:
         """The seeds ``dataset`` is evaluated with."""
@@ -117,119 +303,150 @@ class BenchmarkConfig:
         return sum(len(self.methods_for(name, seed)) for name in self.datasets for seed in self.seeds_for(name))
 
 
-def _expand_method(name: str, entry: Any) -> list[MethodSpec]:
-    if not isinstance(entry, dict) or entry.get("kind") not in METHODS:
-        kind = entry.get("kind") if isinstance(entry, dict) else entry
-        raise ConfigError(f"method '{name}': kind must be one of {', '.join(METHODS)}, got {kind!r}")
-    entry = dict(entry)
-    kind, datasets, sweep = entry.pop("kind"), entry.pop("datasets", None), entry.pop("sweep", None)
-    seeds = _seeds(entry, f"method '{name}'") if "seeds" in entry else None
-    entry.pop("seeds", None)
-    if not sweep:
-        specs = [MethodSpec(name, kind, entry, datasets, seeds=seeds)]
+ENGINE_KEYS = ("kind", "datasets", "sweep", "seeds")
+
+
+def _expand_method(name: str, raw: dict[str, Any], entry: MethodEntry) -> list[MethodSpec]:
+    given = entry.model_dump(exclude_unset=True)
+    spec = {key: value for key, value in given.items() if key not in ENGINE_KEYS}
+    if not entry.sweep:
+        specs = [MethodSpec(name, entry.kind, spec, entry.datasets, seeds=entry.seeds)]
     else:
-        keys = list(sweep)
+        keys = list(entry.sweep)
         specs = []
-        for values in itertools.product(*(sweep[key] for key in keys)):
+        for values in itertools.product(*(entry.sweep[key] for key in keys)):
             variant = dict(zip(keys, values))
+            unswept = {key: value for key, value in raw.items() if key != "sweep"}
+            try:  # each value of the sweep as if it were written in the entry
+                checked = MethodEntry.model_validate({**unswept, **variant}).model_dump(exclude_unset=True)
+            except ValidationError as error:
+                message = format_error(error, MethodEntry, {**unswept, **variant}, f"methods.{name}")
+                for key in variant:
+                    message = message.replace(f"methods.{name}.{key}: got", f"methods.{name}.sweep.{key}: got")
+                raise ConfigError(message) from None
             label = ",".join(f"{key}={value}" for key, value in variant.items())
-            specs.append(MethodSpec(f"{name}@{label}", kind, {**entry, **variant}, datasets, name, variant, seeds))
-    for spec in specs:
-        spec.build()  # checks the settings now
+            spec = {key: value for key, value in checked.items() if key not in ENGINE_KEYS}
+            specs.append(MethodSpec(f"{name}@{label}", entry.kind, spec, entry.datasets, name, variant, entry.seeds))
+    for method in specs:
+        method.build()  # the kind's own checks
     return specs
 
 
-def _apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"override '{item}' is not of the form key=value (e.g. seeds=[0,1])")
-        target = data
-        parts = key.split(".")
-        for part in parts[:-1]:
-            target = target.setdefault(part, {})
-            if not isinstance(target, dict):
-                raise ConfigError(f"override '{item}': '{part}' is not a section")
-        target[parts[-1]] = yaml.safe_load(raw)
-    return data
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key=value`` strings (dotted keys, values parsed as YAML) to a benchmark dict (returns a copy)."""
+    return _apply_overrides(data, overrides, example="seeds=[0,1]")
 
 
 def resolve_config_path(path: str | Path) -> Path:
     """A YAML file, or the name of a shipped benchmark config (``cpu``, ``cifar10``...)."""
-    path = Path(path)
-    if not path.is_file() and path.suffix == "" and (SHIPPED / f"{path}.yaml").is_file():
-        path = SHIPPED / f"{path}.yaml"
-    if not path.is_file():
-        shipped = ", ".join(sorted(p.stem for p in SHIPPED.glob("*.yaml")))
-        raise ConfigError(f"benchmark config '{path}' does not exist: give a YAML file or a shipped name ({shipped})")
-    return path
+    return resolve_config(path, SHIPPED, "benchmark config")
+
+
+def _named_data(name: str, where: str) -> dict[str, Any]:
+    """The data section of the training config ``name``."""
+    try:
+        return load_experiment(name).to_dict()["data"]
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _resolve_named_data(data: dict[str, Any]) -> dict[str, Any]:
+    datasets = data.get("datasets")
+    if isinstance(datasets, dict):
+        for key, entry in datasets.items():
+            if isinstance(entry, dict) and isinstance(entry.get("data"), str):
+                entry["data"] = _named_data(entry["data"], f"datasets.{key}.data")
+    return data
 
 
 def load_benchmark(path: str | Path, overrides: list[str] | None = None) -> BenchmarkConfig:
     """Read and check a benchmark config (see the module docstring)."""
-    path = resolve_config_path(path)
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"benchmark config '{path}' is not valid YAML: {' '.join(str(exc).split())}") from exc
-    data = json.loads(json.dumps(data))  # YAML aliases become copies: an override changes one place only
-    for entry in (data.get("datasets") or {}).values():  # named data sections first, so overrides reach into them
-        if isinstance(entry, dict) and isinstance(entry.get("data"), str):
-            entry["data"] = load_experiment(entry["data"]).to_dict()["data"]
-    return benchmark_from_dict(_apply_overrides(data, overrides or []), str(path))
+    path, data = read_config(path, SHIPPED, "benchmark config")
+    data = json.loads(json.dumps(data, default=str))  # YAML aliases become copies: an override changes one place
+    data = _resolve_named_data(data)  # named data sections first, so that overrides reach into them
+    return benchmark_from_dict(apply_overrides(data, overrides or []), str(path))
 
 
 def benchmark_from_dict(data: dict[str, Any], source: str = "config") -> BenchmarkConfig:
-    unknown = sorted(set(data) - set(TOP_LEVEL))
-    if unknown:
-        raise ConfigError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(TOP_LEVEL)}")
-    if not data.get("datasets") or not data.get("methods"):
-        raise ConfigError(f"{source}: needs datasets and methods")
-    hardware = {**HARDWARE, **(data.get("hardware") or {})}
-    if set(hardware) != set(HARDWARE):
-        raise ConfigError(f"{source}: hardware takes {', '.join(HARDWARE)}")
-    default_metrics = list(data.get("metrics") or [])
+    """Check a benchmark mapping (see the module docstring); a one-line ConfigError names what is wrong."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: a benchmark config must be a mapping (name, seeds, datasets, methods, ...)")
+    data = _resolve_named_data(json.loads(json.dumps(data, default=str)))
+    schema = validate(BenchmarkSchema, data)
     datasets = {}
-    for name, entry in data["datasets"].items():
-        entry = dict(entry or {})
-        if "data" not in entry:
-            raise ConfigError(f"{source}: data set '{name}' needs a data section (e.g. {{source: semisynthetic}})")
-        if isinstance(entry["data"], str):  # the data section of a training config
-            entry["data"] = load_experiment(entry["data"]).to_dict()["data"]
-        metrics = list(entry.pop("metrics", default_metrics)) + list(entry.pop("extra_metrics", []))
-        extra = sorted(set(entry) - {"data", "split", "images", "seeds"})
-        if extra:
-            raise ConfigError(f"{source}: data set '{name}': unknown setting(s) {', '.join(extra)}")
-        for metric in metrics:
-            make_metric(metric)  # checks names and parameters now
-        split, images = entry.get("split", "test"), entry.get("images")
-        seeds = _seeds(entry, f"{source}: data set '{name}'") if "seeds" in entry else None
-        datasets[name] = DatasetSpec(name, dict(entry["data"]), split, images, metrics, seeds)
+    for name, entry in schema.datasets.items():
+        metrics = list(schema.metrics if entry.metrics is None else entry.metrics) + list(entry.extra_metrics)
+        datasets[name] = DatasetSpec(name, entry.data.model_dump(mode="json"), entry.split, entry.images, metrics,
+                                     entry.seeds)  # fmt: skip
     methods: dict[str, MethodSpec] = {}
-    for name, entry in data["methods"].items():
-        for spec in _expand_method(name, entry):
+    for name, entry in schema.methods.items():
+        for spec in _expand_method(name, data["methods"][name], entry):
             methods[spec.name] = spec
     for spec in methods.values():
         for dataset in spec.datasets or []:
             if dataset not in datasets:
-                raise ConfigError(f"{source}: method '{spec.name}' names data set '{dataset}', which is not defined")
+                raise ConfigError(f"methods.{spec.family or spec.name}.datasets: names data set '{dataset}', which is "
+                                  f"not defined (defined: {', '.join(datasets)})")  # fmt: skip
     config = BenchmarkConfig(
-        name=str(data.get("name", Path(source).stem)), seeds=_seeds(data, source), datasets=datasets, methods=methods,
-        batch_size=int(data.get("batch_size", 32)), examples=int(data.get("examples", 6)),
-        stored_images=int(data.get("stored_images", 16)), hardware=hardware,
+        name=schema.name or Path(source).stem, seeds=schema.seeds, datasets=datasets, methods=methods,
+        batch_size=schema.batch_size, examples=schema.examples, stored_images=schema.stored_images,
+        hardware=schema.hardware.model_dump(mode="json"),
     )  # fmt: skip
+    for spec in methods.values():
+        unknown = [name for name in spec.build().depends_on if name not in methods]
+        if unknown:
+            raise ConfigError(f"methods.{spec.family or spec.name}: uses {', '.join(unknown)}, which is not a method "
+                              f"of this benchmark (methods: {', '.join(methods)})")  # fmt: skip
     for dataset in datasets:
         here = {spec.name for spec in config.methods_for(dataset)}
         for spec in config.methods_for(dataset):
             needs = spec.build().depends_on
             if needs and not here.intersection(needs):
-                raise ConfigError(f"{source}: method '{spec.name}' uses {', '.join(needs)}, none of which runs on "
-                                  f"data set '{dataset}': list the data sets it runs on (datasets: [...])")  # fmt: skip
+                raise ConfigError(
+                    f"methods.{spec.family or spec.name}: uses {', '.join(needs)}, none of which runs on data set "
+                    f"'{dataset}': list the data sets it runs on (datasets: [...])"
+                )
+    _check_training(config)
     return config
 
 
-def _seeds(data: dict[str, Any], source: str) -> list[int]:
-    seeds = data.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) for s in seeds):
-        raise ConfigError(f"{source}: seeds must be a list of integers, got {seeds!r}")
-    return seeds
+def _check_training(config: BenchmarkConfig) -> None:
+    """Check the training experiment of every trained method on every data set (and seed) it runs on: the method's
+    ``model`` and ``train`` on top of those of its training ``config``, with the data set's data."""
+    bases: dict[str, dict[str, Any]] = {}
+    for spec in config.methods.values():
+        if not spec.trains:
+            continue
+        for name, dataset in config.datasets.items():
+            if spec.datasets is not None and name not in spec.datasets:
+                continue
+            where = f"methods.{spec.family or spec.name} on data set '{name}'"
+            if dataset.data.get("source") == "photos":
+                raise ConfigError(f"{where}: the photos have no training split; give the method a checkpoint or "
+                                  f"list the data sets it trains on (datasets: [...])")  # fmt: skip
+            template = spec.spec.get("config")
+            seeds = [s for s in config.seeds_for(name) if spec.seeds is None or s in spec.seeds]
+            for seed in seeds if template and "{seed}" in template else seeds[:1]:
+                if template:
+                    path = template.format(dataset=name, seed=seed)
+                    if path not in bases:
+                        try:
+                            bases[path] = load_experiment(path).to_dict()
+                        except ConfigError as exc:
+                            raise ConfigError(f"methods.{spec.family or spec.name}.config: {exc}") from None
+                    base = bases[path]
+                else:
+                    base = {"model": {}, "train": {}}
+                experiment = {"name": name, "data": dataset.data,
+                              "model": {**base["model"], **(spec.spec.get("model") or {})},
+                              "train": merge(base["train"], spec.spec.get("train") or {})}  # fmt: skip
+                try:
+                    train = experiment_from_dict(experiment, where).train
+                    if 0 < train.warmup_epochs == train.epochs:  # the shared warm-up leaves no epoch to the method
+                        raise ConfigError(
+                            f"train.warmup_epochs: got {train.warmup_epochs}; must be < epochs "
+                            f"({train.epochs}) in a benchmark: the method trains after the warm-up"
+                        )
+                except ConfigError as exc:
+                    used = f" (with config {template.format(dataset=name, seed=seed)})" if template else ""
+                    raise ConfigError(f"{where}{used}: {exc}") from None

@@ -13,6 +13,7 @@ from typing import Any
 from lightning.pytorch.utilities import rank_zero_only
 
 from p2pvision.cache import params_key
+from p2pvision.config import merge
 from p2pvision.errors import ConfigError
 
 # Training modes whose first epochs are the classifier alone on full images: they share one warm-up run.
@@ -91,7 +92,7 @@ class TrainingRuns:
 
         base = load_experiment(str(config)).to_dict() if config else {"model": {}, "train": {}}
         model = {**base["model"], **(spec.get("model") or {})}
-        train = {**base["train"], **(spec.get("train") or {})}
+        train = merge(base["train"], spec.get("train") or {})  # train.trainer arguments merge key by key
         return self.train(mode, model, train)
 
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import os
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -19,7 +19,7 @@ from p2pvision.models.backbones import save_classifier
 from p2pvision.models.p2p.checkpoint import save_p2p
 from p2pvision.train.baselines import BASELINE_MODES
 from p2pvision.train.data import P2PDataModule
-from p2pvision.train.experiment import ExperimentConfig
+from p2pvision.train.experiment import ExperimentConfig, experiment_from_dict
 from p2pvision.train.module import ClassifierLightning, P2PLightning
 
 EXPERIMENT_FILE = "experiment.yaml"
@@ -53,10 +53,17 @@ def _check_resume(out: Path, config: ExperimentConfig) -> Path | None:
     last = out / "checkpoints" / "last.ckpt"
     if not saved.is_file() or not last.is_file():
         raise ConfigError(f"nothing to resume in '{out}': expected {saved} and {last} from an earlier run")
-    previous = yaml.safe_load(saved.read_text())
-    current = json.loads(json.dumps(config.to_dict()))
-    ignored = ("epochs", "accelerator", "devices", "num_nodes", "strategy", "loggers")
-    strip = lambda d: {**d, "train": {k: v for k, v in d["train"].items() if k not in ignored}}  # noqa: E731
+    with warnings.catch_warnings():  # a run saved in the old layout is read in the new one
+        warnings.simplefilter("ignore", FutureWarning)
+        previous = experiment_from_dict(yaml.safe_load(saved.read_text()), str(saved)).to_dict()
+    current = config.to_dict()
+
+    def strip(experiment: dict) -> dict:  # what may differ between the parts of one run: budget and hardware
+        train = {k: v for k, v in experiment["train"].items() if k not in ("epochs", "loggers")}
+        hardware = ("accelerator", "devices", "num_nodes", "strategy")
+        train["trainer"] = {k: v for k, v in train["trainer"].items() if k not in hardware}
+        return {**experiment, "train": train}
+
     if strip(previous) != strip(current):
         raise ConfigError(f"'{out}' holds a run with other settings: resume with the same config or use a new --out")
     return last
@@ -68,10 +75,31 @@ def _set_threads(train) -> None:
     Several torch processes that each use every core oversubscribe the CPU, and OpenMP's spinning threads
     then slow everything down by an order of magnitude.
     """
+    devices = train.trainer.devices
     if train.threads:
         torch.set_num_threads(train.threads)
-    elif train.accelerator == "cpu" and isinstance(train.devices, int) and train.devices > 1:
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // train.devices))
+    elif train.trainer.accelerator == "cpu" and isinstance(devices, int) and devices > 1:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // devices))
+
+
+def _trainer(config: ExperimentConfig, out: Path, resume: bool, callbacks: list, progress: bool) -> L.Trainer:
+    """Lightning's Trainer with the arguments of ``train.trainer`` and those p2pvision sets itself; what Lightning
+    refuses (e.g. more GPUs than there are) is a one-line ConfigError, before any data work."""
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    try:
+        return L.Trainer(
+            **config.train.trainer.model_dump(),
+            max_epochs=config.train.epochs,
+            logger=_loggers(config, out, resume),
+            callbacks=callbacks,
+            enable_progress_bar=progress,
+            default_root_dir=out,
+            use_distributed_sampler=False,
+            enable_model_summary=False,
+        )
+    except (MisconfigurationException, ValueError) as exc:
+        raise ConfigError(f"train.trainer: {' '.join(str(exc).split())}") from exc
 
 
 def run_training(
@@ -91,67 +119,40 @@ def run_training(
     """
     out = Path(out)
     train = config.train
-    if train.mode not in ("p2p", "classifier", *BASELINE_MODES):
-        modes = ", ".join(("p2p", "classifier", *BASELINE_MODES))
-        raise ConfigError(f"train.mode '{train.mode}' is unknown: use one of {modes}")
     _set_threads(train)
     checkpoint = _check_resume(out, config) if resume else None
     if continue_from is not None and checkpoint is None:
         checkpoint = _check_resume(Path(continue_from), config)
     if not resume and (out / "checkpoints").exists():
         raise ConfigError(f"'{out}' already holds a run: pass --resume to continue it, or choose another --out")
+    monitor = "val/acc"
+    checkpoints = ModelCheckpoint(
+        dirpath=out / "checkpoints", filename="best", monitor=monitor, mode="max", save_last=True, every_n_epochs=1
+    )
+    trainer = _trainer(config, out, resume, [checkpoints, *(callbacks or [])], progress)
     out.mkdir(parents=True, exist_ok=True)
     L.seed_everything(train.seed, workers=True, verbose=False)
-    partition = config.model.get("partition") or config.model_config(2, ["a", "b"]).partition
-    data = P2PDataModule(config.data, partition, train.batch_size, train.seed, progress)
+    data = P2PDataModule(config.data, config.partition, train.batch_size, train.seed, progress)
     data.prepare_data()
     classes = data.classes
+    model_config = config.p2p_config(len(classes), classes)  # built once for the run
     if train.mode == "p2p":
-        model_config = config.model_config(len(classes), classes)
-        if model_config.image_size != config.data.image_size:
-            model_config.image_size = config.data.image_size
         module: L.LightningModule = P2PLightning(
             model_config.to_dict(), train.lr, train.weight_decay, train.seed, train.val_tau_grid,
             train.warmup_epochs, train.warmup_lr,
         )  # fmt: skip
-        monitor = "val/acc"
     elif train.mode in BASELINE_MODES:  # trained baselines (p2pvision.baselines) take P2P's settings
-        model_config = config.model_config(len(classes), classes)
-        model_config.image_size = config.data.image_size
         module = BASELINE_MODES[train.mode](
             model_config.to_dict(), train.lr, train.weight_decay, train.seed, train.warmup_epochs, train.warmup_lr
         )
-        monitor = "val/acc"
     else:
-        model_config = config.model_config(len(classes), classes)
         module = ClassifierLightning(
             model_config.classifier, len(classes), classes, model_config.classifier_weights, train.lr,
             train.weight_decay, train.seed,
         )  # fmt: skip
-        monitor = "val/acc"
     if not resume:
         with atomic_path(out / EXPERIMENT_FILE) as tmp:
-            tmp.write_text(yaml.safe_dump(json.loads(json.dumps(config.to_dict())), sort_keys=False))
-    checkpoints = ModelCheckpoint(
-        dirpath=out / "checkpoints", filename="best", monitor=monitor, mode="max", save_last=True, every_n_epochs=1
-    )
-    trainer = L.Trainer(
-        max_epochs=train.epochs,
-        accelerator=train.accelerator,
-        devices=train.devices,
-        num_nodes=train.num_nodes,
-        strategy=train.strategy,
-        precision=train.precision,
-        logger=_loggers(config, out, resume),
-        callbacks=[checkpoints, *(callbacks or [])],
-        enable_progress_bar=progress,
-        default_root_dir=out,
-        use_distributed_sampler=False,
-        limit_train_batches=train.limit_train_batches,
-        limit_val_batches=train.limit_val_batches,
-        log_every_n_steps=train.log_every_n_steps,
-        enable_model_summary=False,
-    )
+            tmp.write_text(yaml.safe_dump(config.to_dict(), sort_keys=False))
     trainer.fit(module, datamodule=data, ckpt_path=str(checkpoint) if checkpoint else None, weights_only=True)
     if trainer.global_rank == 0:
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}

@@ -4,13 +4,65 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+from pydantic import AfterValidator, Field, ValidationInfo, model_validator
+
+from p2pvision.config import (
+    Float,
+    Fraction,
+    Int,
+    Name,
+    NonNegativeFloat,
+    NonNegativeInt,
+    OpenFraction,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    Section,
+    check_call,
+    error_at,
+    is_partial,
+    schema_from_dataclass,
+    validate,
+)
 from p2pvision.errors import ConfigError
 
 
 def _default_partition() -> dict[str, Any]:
     return {"name": "slic", "n_segments": 100, "compactness": 20.0}
+
+
+def check_partition(value: dict[str, Any]) -> dict[str, Any]:
+    """A partition setting (``{name: slic, n_segments: 100, ...}``): a known partitioner and parameters it takes."""
+    from p2pvision.regions.partition import make_partitioner, partitioner_names
+
+    names = partitioner_names()
+    if "name" not in value:
+        raise error_at("name", None, f"missing; allowed: {', '.join(names)}")
+    if not isinstance(value["name"], str) or value["name"] not in names:
+        raise error_at("name", value["name"], f"allowed: {', '.join(names)}")
+    params = {key: item for key, item in value.items() if key != "name"}
+    check_call(type(make_partitioner(value["name"])), params)
+    return value
+
+
+def check_fill(value: str) -> str:
+    """A removal name that P2P can fill removed regions with (``make_removal(value)`` works)."""
+    from p2pvision.removal import make_removal, removal_names
+
+    if value not in removal_names():
+        raise error_at((), value, f"allowed: {', '.join(removal_names())}")
+    try:
+        make_removal(value)
+    except ConfigError as exc:
+        raise error_at((), value, str(exc)) from None
+    return value
+
+
+Partition = Annotated[dict[str, Any], AfterValidator(check_partition)]
+Fill = Annotated[Name, AfterValidator(check_fill)]
+TauGrid = Annotated[tuple[Fraction, ...], Field(min_length=1), AfterValidator(lambda grid: tuple(sorted(grid)))]
 
 
 @dataclass
@@ -22,88 +74,67 @@ class P2PConfig:
     relaxed-Bernoulli temperature 1.0 -> 0.5 by half of training, lambda1 = 10 with warm-up (0.1 for the first
     10 % of training, linear ramp to 10 by 50 %), lambda2 = 0.01, black fill. Options beyond the paper
     (all off by default): Monte-Carlo samples, straight-through hard masks, a share of hard-mask batches.
+
+    Every field's type carries its range; construction validates them (:mod:`p2pvision.config`) and raises a
+    one-line ConfigError naming the setting (``model.fixed_tau: got 2; must be a number in (0, 1]``).
     """
 
-    num_classes: int
+    num_classes: Annotated[Int, Field(ge=2)]
     class_names: list[str] | None = None
-    image_size: int = 224
+    image_size: Annotated[Int, Field(ge=8)] = 224
     # Networks, by timm name. Weights: None (random), "package", a local file, or "hub" (see models.backbones).
-    classifier: str = "vit_tiny_patch16_224"
-    classifier_weights: str | None = None
-    selector_backbone: str = "mobilenetv3_large_100"
-    selector_weights: str | None = None
-    selector_levels: tuple[int, ...] = (1, 2, 3)  # feature levels (timm forward_intermediates indices) fused
-    head_channels: int = 64
-    embedding_dim: int = 3
-    initial_keep_logit: float = 0.0  # initial bias of the selection logit; > 0 starts by keeping most regions
+    classifier: Name = "vit_tiny_patch16_224"
+    classifier_weights: Name | None = None
+    selector_backbone: Name = "mobilenetv3_large_100"
+    selector_weights: Name | None = None
+    # feature levels (timm forward_intermediates indices) fused
+    selector_levels: Annotated[tuple[NonNegativeInt, ...], Field(min_length=1)] = (1, 2, 3)
+    head_channels: PositiveInt = 64
+    embedding_dim: PositiveInt = 3
+    initial_keep_logit: Float = 0.0  # initial bias of the selection logit; > 0 starts by keeping most regions
     # Regions.
-    partition: dict[str, Any] = field(default_factory=_default_partition)
-    max_regions: int = 100
+    partition: Partition = field(default_factory=_default_partition)
+    max_regions: PositiveInt = 100
     # Sparsity control.
     tau_mode: Literal["dynamic", "fixed"] = "dynamic"
-    fixed_tau: float = 0.2
-    tau_range: tuple[float, float] = (0.05, 1.0)
-    tau_grid: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 21))
-    delta: float = 0.99
+    fixed_tau: Fraction = 0.2
+    tau_range: tuple[Fraction, Fraction] = (0.05, 1.0)
+    tau_grid: TauGrid = tuple(round(0.05 * i, 2) for i in range(1, 21))
+    delta: OpenFraction = 0.99  # certainty: the top class probability the tau search asks for
     # Relaxed Bernoulli masks.
-    temperature_start: float = 1.0
-    temperature_end: float = 0.5
-    temperature_anneal: float = 0.5  # fraction of training over which the temperature decays
-    mc_samples: int = 1
+    temperature_start: PositiveFloat = 1.0
+    temperature_end: PositiveFloat = 0.5
+    temperature_anneal: Probability = 0.5  # fraction of training over which the temperature decays
+    mc_samples: PositiveInt = 1
     straight_through: bool = False
-    hard_mask_prob: float = 0.0  # share of training batches that use straight-through hard masks
+    hard_mask_prob: Probability = 0.0  # share of training batches that use straight-through hard masks
     # Share of training batches masked exactly as at test time: keep mu > 0, no sampling; gradients flow
     # straight through sigmoid(mu / temperature). Stops the selector from settling on "keep any ~p of the
     # regions at random" (all mu < 0), which sampled masks reward when every region is informative.
-    test_mask_prob: float = 0.0
-    jitter: float = 1e-4  # variance of the independent part of the region covariance (Sigma = E E^T + jitter I)
-    fill: str = "black"
+    test_mask_prob: Probability = 0.0
+    jitter: PositiveFloat = 1e-4  # variance of the independent part of the region covariance (E E^T + jitter I)
+    fill: Fill = "black"
     # Loss.
     sparsity_loss: Literal["log", "l1"] = "log"
-    lambda_sparse: float = 10.0
-    lambda_sparse_start: float = 0.1
-    sparse_warmup: tuple[float, float] = (0.1, 0.5)  # hold start value until, reach full value at (fractions)
-    lambda_cov: float = 0.01
+    lambda_sparse: NonNegativeFloat = 10.0
+    lambda_sparse_start: NonNegativeFloat = 0.1
+    sparse_warmup: tuple[Probability, Probability] = (0.1, 0.5)  # hold start value until, full value at (fractions)
+    lambda_cov: NonNegativeFloat = 0.01
 
     def __post_init__(self) -> None:
-        self.selector_levels = tuple(self.selector_levels)
-        self.tau_range = tuple(self.tau_range)
-        self.tau_grid = tuple(sorted(float(t) for t in self.tau_grid))
-        self.sparse_warmup = tuple(self.sparse_warmup)
-        checks = [
-            (self.num_classes >= 2, f"num_classes={self.num_classes}: need at least 2 classes"),
-            (self.tau_mode in ("dynamic", "fixed"), f"tau_mode='{self.tau_mode}': use 'dynamic' or 'fixed'"),
-            (0 < self.fixed_tau <= 1, f"fixed_tau={self.fixed_tau}: must lie in (0, 1]"),
-            (0 < self.tau_range[0] <= self.tau_range[1] <= 1, f"tau_range={self.tau_range}: need 0 < low <= high <= 1"),
-            (bool(self.tau_grid) and 0 < self.tau_grid[0] and self.tau_grid[-1] <= 1, f"tau_grid={self.tau_grid}"),
-            (0 < self.delta <= 1, f"delta={self.delta}: must lie in (0, 1]"),
-            (self.temperature_start > 0 and self.temperature_end > 0, "temperatures must be > 0"),
-            (self.mc_samples >= 1, f"mc_samples={self.mc_samples}: must be >= 1"),
-            (0 <= self.hard_mask_prob <= 1, f"hard_mask_prob={self.hard_mask_prob}: must lie in [0, 1]"),
-            (0 <= self.test_mask_prob <= 1, f"test_mask_prob={self.test_mask_prob}: must lie in [0, 1]"),
-            (self.hard_mask_prob + self.test_mask_prob <= 1, "hard_mask_prob + test_mask_prob must be <= 1"),
-            (self.sparsity_loss in ("log", "l1"), f"sparsity_loss='{self.sparsity_loss}': use 'log' or 'l1'"),
-            (self.max_regions >= 1, f"max_regions={self.max_regions}: must be >= 1"),
-            (self.embedding_dim >= 1, f"embedding_dim={self.embedding_dim}: must be >= 1"),
-            (
-                self.class_names is None or len(self.class_names) == self.num_classes,
-                "class_names must match num_classes",
-            ),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(f"invalid P2P setting {message}")
+        values = {item.name: getattr(self, item.name) for item in dataclasses.fields(self)}
+        checked = validate(P2P_SCHEMA, values, prefix="model")
+        for name in values:
+            object.__setattr__(self, name, getattr(checked, name))
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> P2PConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown P2P setting(s) {', '.join(unknown)}: known are {', '.join(sorted(known))}")
-        return cls(**data)
+        """From a dict such as :meth:`to_dict` writes; unknown or invalid settings raise a one-line ConfigError."""
+        checked = validate(P2P_SCHEMA, data, prefix="model")
+        return cls(**{name: getattr(checked, name) for name in P2P_SCHEMA.model_fields})
 
     def sparsity_weight(self, progress: float) -> float:
         """lambda1 at ``progress`` in [0, 1] of training: start value, then a linear ramp, then full."""
@@ -121,3 +152,32 @@ class P2PConfig:
             return self.temperature_end
         ratio = self.temperature_end / self.temperature_start
         return self.temperature_start * ratio ** (progress / self.temperature_anneal)
+
+
+class _P2PChecks(Section):
+    """The checks that relate P2P settings (a section's missing keys take the defaults)."""
+
+    @model_validator(mode="after")
+    def _related(self, info: ValidationInfo) -> _P2PChecks:
+        low, high = self.tau_range  # type: ignore[attr-defined]
+        if low > high:
+            raise error_at("tau_range", [low, high], "the low end must be <= the high end")
+        hold, full = self.sparse_warmup  # type: ignore[attr-defined]
+        if hold > full:
+            raise error_at("sparse_warmup", [hold, full], "the hold fraction must be <= the full-weight fraction")
+        hard, test = self.hard_mask_prob, self.test_mask_prob  # type: ignore[attr-defined]
+        if hard + test > 1 and not is_partial(info):
+            raise error_at("test_mask_prob", test, f"hard_mask_prob + test_mask_prob must be <= 1 (hard_mask_prob "
+                                                   f"is {hard})")  # fmt: skip
+        names = getattr(self, "class_names", None)
+        if names is not None and len(names) != self.num_classes:  # type: ignore[attr-defined]
+            raise error_at("class_names", names, f"must name num_classes ({self.num_classes}) classes")  # type: ignore[attr-defined]
+        return self
+
+
+# The schema of P2PConfig, and that of the ``model`` section of an experiment (the class count, names and image
+# size come from the data there).
+P2P_SCHEMA = schema_from_dataclass(P2PConfig, "P2PSettings", base=_P2PChecks)
+MODEL_SECTION = schema_from_dataclass(
+    P2PConfig, "model", exclude=("num_classes", "class_names", "image_size"), base=_P2PChecks
+)
