@@ -264,3 +264,14 @@ def test_benchmark_errors_name_the_key(capsys, tmp_path, no_work):
     cpu = load_benchmark("cpu", ["methods.p2p.train.trainer.precision=bf16-mixed"])
     assert cpu.methods["p2p@delta=0.9"].spec["train"] == {"trainer": {"precision": "bf16-mixed"}}
     assert cpu.hardware["accelerator"] == "cpu" and cpu.datasets["photos"].data["names"]
+
+
+def test_explain_params_use_the_same_parser_and_checks(capsys, tmp_path):
+    image = tmp_path / "x.png"
+    image.write_bytes(b"")  # never read: the parameters are refused first
+    code = main(["explain", str(image), "--method", "shapley", "--param", "num_permutations=abc"])
+    line = _assert_one_line(capsys, code, "num_permutations", tmp_path / "out")
+    assert "--param num_permutations: got 'abc'; must be an integer" in line
+    with pytest.raises(SystemExit):
+        main(["explain", str(image), "--method", "shapley", "--param", "num_permutations"])
+    assert "'num_permutations' is not of the form key=value" in capsys.readouterr().err

@@ -10,17 +10,35 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from p2pvision.errors import ConfigError
 from p2pvision.models.loading import DEFAULT_MODEL
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key.replace("-", "_"), yaml.safe_load(value)
+    """``KEY=VALUE`` with the value parsed as YAML, as every ``key=value`` of p2pvision (:mod:`p2pvision.config`)."""
+    from p2pvision.config import parse_assignment
+
+    try:
+        key, value = parse_assignment(text, example="num_permutations=20")
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return key.replace("-", "_"), value
+
+
+def _check_params(name: str, params: dict[str, Any]) -> None:
+    """The ``--param`` values of explainer ``name`` against its constructor's annotations, before the model loads
+    (unknown names are the registry's to refuse, when the explainer is built)."""
+    from pydantic import ValidationError
+
+    from p2pvision.config import check_arguments, format_error
+    from p2pvision.explain import EXPLAINERS
+
+    known = EXPLAINERS.parameters(name, skip=("model",))
+    given = {key: value for key, value in params.items() if key in known}
+    try:
+        check_arguments(EXPLAINERS.get(name), given, skip=("model",))
+    except ValidationError as exc:
+        raise ConfigError(f"--param {format_error(exc, None, given)}") from None
 
 
 class _MethodHelp(str):
@@ -137,7 +155,7 @@ def run_explain(args: argparse.Namespace) -> int:
     from p2pvision.io import load_image
     from p2pvision.report.overlays import explanation_overlay
 
-    EXPLAINERS.resolve(args.method)  # an unknown name fails before the model loads
+    _check_params(EXPLAINERS.resolve(args.method), dict(args.param))  # mistakes fail before the model loads
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
