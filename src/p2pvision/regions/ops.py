@@ -8,6 +8,8 @@ on any batch size without Python loops over images or regions: pixels are aggreg
 
 from __future__ import annotations
 
+from typing import overload
+
 import numpy as np
 import torch
 from torch import Tensor
@@ -119,6 +121,10 @@ def num_regions(labels: Tensor) -> Tensor:
     return labels.amax(dim=(1, 2)) + 1
 
 
+@overload
+def relabel_contiguous(labels: Tensor) -> Tensor: ...
+@overload
+def relabel_contiguous(labels: np.ndarray) -> np.ndarray: ...
 def relabel_contiguous(labels: Tensor | np.ndarray) -> Tensor | np.ndarray:
     """Renumber each image's labels to 0..K-1, keeping their order; returns the same type it gets.
 
@@ -139,8 +145,8 @@ def relabel_contiguous(labels: Tensor | np.ndarray) -> Tensor | np.ndarray:
         raise ValueError(f"labels must be integers of shape (..., H, W), got {labels.dtype} {tuple(labels.shape)}")
     if labels.numel() == 0:
         return labels.to(torch.int64)
-    rows = labels.to(torch.int64).reshape(-1, labels.shape[-2] * labels.shape[-1])
-    sorted_rows, order = rows.sort(dim=1)
+    label_rows = labels.to(torch.int64).reshape(-1, labels.shape[-2] * labels.shape[-1])
+    sorted_rows, order = label_rows.sort(dim=1)
     starts_new_label = (sorted_rows[:, 1:] != sorted_rows[:, :-1]).to(torch.int64)
-    rank = torch.cat([torch.zeros_like(rows[:, :1]), starts_new_label.cumsum(dim=1)], dim=1)
-    return torch.empty_like(rows).scatter_(1, order, rank).reshape(labels.shape)
+    rank = torch.cat([torch.zeros_like(label_rows[:, :1]), starts_new_label.cumsum(dim=1)], dim=1)
+    return torch.empty_like(label_rows).scatter_(1, order, rank).reshape(labels.shape)

@@ -345,10 +345,12 @@ class GridPartitioner(Partitioner):
             rows, cols = min(self.grid[0], height), min(self.grid[1], width)
             row_index = np.arange(height) * rows // height
             col_index = np.arange(width) * cols // width
-        else:
+        elif self.patch_size is not None:
             cols = -(-width // self.patch_size[1])
             row_index = np.arange(height) // self.patch_size[0]
             col_index = np.arange(width) // self.patch_size[1]
+        else:
+            raise ConfigError("GridPartitioner needs grid or patch_size; both are None")
         return row_index[:, None] * cols + col_index[None, :]
 
     @property
