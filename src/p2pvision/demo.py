@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
@@ -11,6 +12,9 @@ from torch.utils.data import Subset
 
 from p2pvision.cache import atomic_path, write_json
 from p2pvision.report.contact_sheet import SHEET_PARTITION, write_contact_sheet
+
+if TYPE_CHECKING:
+    from p2pvision.train.experiment import ExperimentConfig
 
 DEMO_PARTITION = SHEET_PARTITION
 DEMO_IMAGES = 8
@@ -23,7 +27,7 @@ __all__ = ["DemoPlan", "DemoResult", "plan_demo", "run_demo", "write_contact_she
 class DemoPlan:
     """The demo's experiment (``config``), its output folder and where it trains: ``run``, ``model_dir``."""
 
-    config: object
+    config: ExperimentConfig
     out: Path
     run: Path
     model_dir: Path
@@ -65,6 +69,9 @@ def _markdown_table(report: dict[str, dict[str, float]], keys: list[str]) -> str
 
 def run_demo(plan: DemoPlan) -> DemoResult:
     """Train (or reuse) P2P on the object task, evaluate on the test split, explain a few test images."""
+    from p2pvision.data.builtin import SemiSyntheticDataset
+    from p2pvision.data.region_cache import RegionDataset
+    from p2pvision.errors import ConfigError
     from p2pvision.metrics.p2p_evaluation import evaluate_p2p
     from p2pvision.models.p2p.checkpoint import load_p2p
     from p2pvision.predict import predict_files
@@ -77,11 +84,13 @@ def run_demo(plan: DemoPlan) -> DemoResult:
         run_training(config, run, resume=(run / "checkpoints" / "last.ckpt").is_file())
     model = load_p2p(model_dir)
     test = build_stage(config.data, "test", make_partitioner(**model.config.partition), progress=False)
+    if not isinstance(test, RegionDataset) or not isinstance(test.dataset, SemiSyntheticDataset):
+        raise ConfigError("the demo needs data.source semisynthetic with data.region_cache on")
     evaluated = Subset(test, range(min(EVALUATION_IMAGES, len(test))))
     report = evaluate_p2p(model, evaluated, deltas=(0.9, 0.99), progress=True)
     keys = ["accuracy", "kept_fraction", "tau", "precision", "iou", "pxap", "insertion@10", "deletion@10"]
     table = _markdown_table(report, keys)
-    chance = test.dataset.relevant_area_share if hasattr(test, "dataset") else None
+    chance = test.dataset.relevant_area_share
     write_json(out / "metrics.json", {"test": report, "object_area_share": chance})
     with atomic_path(out / "metrics.md") as tmp:
         tmp.write_text(f"P2P on the semi-synthetic object task, test split ({len(evaluated)} images)\n\n{table}")

@@ -10,9 +10,8 @@ import torch
 
 from p2pvision.data.semisynthetic import (
     SPLITS,
+    TASKS,
     SemiSyntheticConfig,
-    Split,
-    Task,
     build_semisynthetic,
 )
 from p2pvision.errors import ConfigError
@@ -28,8 +27,8 @@ class SemiSyntheticDataset(torch.utils.data.Dataset):
 
     def __init__(
         self,
-        split: Split = "train",
-        task: Task = "object",
+        split: str = "train",
+        task: str = "object",
         config: SemiSyntheticConfig | None = None,
         transform: Callable[[dict], dict] | None = None,
         root: str | os.PathLike[str] | None = None,
@@ -37,7 +36,7 @@ class SemiSyntheticDataset(torch.utils.data.Dataset):
     ) -> None:
         if split not in SPLITS:
             raise ConfigError(f"split '{split}' is unknown: use one of {', '.join(SPLITS)}")
-        if task not in ("object", "scene"):
+        if task not in TASKS:
             raise ConfigError(f"task '{task}' is unknown: use 'object' or 'scene'")
         self.data = build_semisynthetic(config, root=root, progress=progress)
         self.split, self.task, self.transform = split, task, transform

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from p2pvision.cache import write_json
+from p2pvision.data.local import ClassDataset
 from p2pvision.errors import ConfigError
 
 
 def export_image_folder(
-    splits: Mapping[str, Dataset], out: str | os.PathLike[str], info: dict | None = None, overwrite: bool = False,
+    splits: Mapping[str, ClassDataset], out: str | os.PathLike[str], info: dict | None = None, overwrite: bool = False,
     progress: bool = True,
 ) -> Path:  # fmt: skip
     """Write each split's samples (dicts with image, label, optional mask) as PNG files under ``out``."""

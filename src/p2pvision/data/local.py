@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
 from p2pvision.errors import ConfigError
 
 if TYPE_CHECKING:  # keep this module free of torch so that the CLI starts fast
-    from torch.utils.data import Dataset
+    from p2pvision.data.cifar import Cifar10Dataset
+    from p2pvision.data.folders import FileListDataset
 
 FORMATS = ("imagefolder", "cifar10", "imagenet", "imagenet9", "coco10", "bam")
+
+
+class SizedDataset(Protocol):
+    """A map-style data set of dict samples (``image``, ``label``, ...) that knows its length."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> dict: ...
+
+
+class ClassDataset(SizedDataset, Protocol):
+    """A sized data set with class names, ``label`` indexing ``classes`` (as every loader of p2pvision.data)."""
+
+    @property
+    def classes(self) -> Sequence[str]: ...
 
 
 def open_local_dataset(
@@ -25,7 +41,7 @@ def open_local_dataset(
     variant: str = "original",
     task: str = "obj",
     transform: Callable[[dict], dict] | None = None,
-) -> Dataset:
+) -> FileListDataset | Cifar10Dataset:
     """A local data set of ``format`` (one of :data:`FORMATS`) at ``root``.
 
     ``split`` defaults to each format's usual evaluation split; ``masks`` is the masks folder of an
@@ -48,7 +64,7 @@ def open_local_dataset(
     raise ConfigError(f"data set format '{format}' is unknown: use one of {', '.join(FORMATS)}")
 
 
-def dataset_labels(dataset: Dataset) -> np.ndarray:
+def dataset_labels(dataset: SizedDataset) -> np.ndarray:
     """All labels of a data set without loading its images where the data set allows it."""
     if hasattr(dataset, "labels"):
         return np.asarray(dataset.labels)

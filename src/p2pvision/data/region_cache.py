@@ -18,13 +18,14 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from p2pvision.cache import atomic_path, cache_dir, params_key
+from p2pvision.data.local import ClassDataset, SizedDataset
 from p2pvision.errors import ConfigError
 from p2pvision.regions.partition import Partitioner, partition_batch
 
 _CHUNK = 256
 
 
-def dataset_fingerprint(dataset: Dataset) -> str:
+def dataset_fingerprint(dataset: SizedDataset) -> str:
     """A string that changes when the images of ``dataset`` change.
 
     Uses ``dataset.fingerprint()`` when the data set defines it; otherwise the list of image files in
@@ -48,7 +49,7 @@ def dataset_fingerprint(dataset: Dataset) -> str:
 
 
 def region_maps(
-    dataset: Dataset,
+    dataset: SizedDataset,
     partitioner: Partitioner,
     *,
     key: str | None = None,
@@ -87,6 +88,8 @@ def region_maps(
                 maps = np.empty((n, *labels.shape[1:]), dtype)
             maps[start : start + len(labels)] = labels
             bar.update(len(labels))
+    if maps is None:  # n > 0, so the loop above allocated it
+        raise RuntimeError(f"no region maps were computed for the {n} images of {type(dataset).__name__}")
     with atomic_path(path) as tmp:
         np.save(tmp, maps)
     return np.load(path, mmap_mode="r")
@@ -101,7 +104,7 @@ class RegionDataset(Dataset):
 
     def __init__(
         self,
-        dataset: Dataset,
+        dataset: ClassDataset,
         partitioner: Partitioner,
         transform: Callable[[dict], dict] | None = None,
         *,

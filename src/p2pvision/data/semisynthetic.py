@@ -43,9 +43,10 @@ from p2pvision.data.sources import (
 from p2pvision.errors import ConfigError
 
 GENERATOR_VERSION = 2
-SPLITS = ("train", "val", "test")
 Split = Literal["train", "val", "test"]
 Task = Literal["object", "scene"]
+SPLITS: tuple[Split, ...] = ("train", "val", "test")
+TASKS: tuple[Task, ...] = ("object", "scene")
 _INSTANCE_FRACTIONS = (0.7, 0.15, 0.15)  # share of each digit class's instances per split
 _TRAIN_ZONE = 0.7  # share of each photo's long side reserved for training crops
 _CROP_RANGE = (0.6, 1.0)  # crop side relative to the smallest zone's short side

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import lightning as L
 import numpy as np
@@ -24,6 +25,10 @@ from p2pvision.data.transforms import (
 from p2pvision.errors import ConfigError
 from p2pvision.regions.partition import Partitioner, make_partitioner
 from p2pvision.train.experiment import DataConfig
+
+if TYPE_CHECKING:
+    from p2pvision.data.cifar import Cifar10Dataset
+    from p2pvision.data.folders import FileListDataset
 
 # (train, val, test) split names per local format; None: hold out val_fraction of the training split.
 SPLITS_BY_FORMAT: dict[str, tuple[str, str | None, str]] = {
@@ -54,7 +59,7 @@ def split_names(config: DataConfig) -> tuple[str, str | None, str]:
     return config.train_split or train, config.val_split or val, config.test_split or test
 
 
-def base_dataset(config: DataConfig, stage: str) -> tuple[Dataset, str]:
+def base_dataset(config: DataConfig, stage: str) -> tuple[SemiSyntheticDataset | FileListDataset | Cifar10Dataset, str]:
     """The un-augmented images of a stage, and the split they come from."""
     if config.source == "semisynthetic":
         generation = SemiSyntheticConfig(
@@ -137,7 +142,7 @@ class P2PDataModule(L.LightningDataModule):
         world = self.trainer.world_size if self.trainer is not None else 1
         rank = self.trainer.global_rank if self.trainer is not None else 0
         train = stage == "train"
-        sampler = DistributedSampler(
+        sampler: DistributedSampler[int] = DistributedSampler(
             dataset, num_replicas=world, rank=rank, shuffle=train, seed=self.seed, drop_last=train
         )
         return DataLoader(
