@@ -26,6 +26,28 @@ from p2pvision.removal import Removal, TokenDropping, blend
 VALUES = ("log_odds", "log_prob", "prob", "logit")
 
 
+def masked_inputs(
+    images: Tensor, keep: Tensor, removal: Removal, regions: Tensor | None = None, fills: Tensor | None = None
+) -> Tensor:
+    """``images`` (N,3,H,W) with ``removal`` applied outside ``keep`` (N,H,W), bool or soft float (differentiable
+    through the blend). ``fills``: the removal's hole-independent fills of the same images, computed once."""
+    if fills is not None:
+        return blend(images, keep, fills)
+    return removal(images, keep, regions if removal.needs_regions else None)
+
+
+def classify_masked(
+    model: nn.Module, images: Tensor, keep: Tensor, removal: Removal | TokenDropping, regions: Tensor | None = None
+) -> Tensor:
+    """The one masked-classification step: logits of ``model`` on ``images`` (N,3,H,W) from which everything
+    outside ``keep`` (N,H,W, bool or soft) is removed with ``removal`` (token dropping removes patch tokens inside a
+    ViT instead). P2P, REAL-X, Blackbox-Pixel and the soft-mask model predict through it; :class:`RegionGame`
+    runs the same two steps with its fills cached and its time and evaluations counted."""
+    if isinstance(removal, TokenDropping):
+        return removal.logits(model, images, keep)
+    return model(masked_inputs(images, keep, removal, regions))
+
+
 def class_values(logits: Tensor, target: Tensor, value: str = "log_odds") -> Tensor:
     """The value of class ``target`` (N,) in ``logits`` (N, C): log-odds, log-probability, probability or logit."""
     picked = logits.gather(1, target.view(-1, 1)).squeeze(1)
@@ -134,12 +156,8 @@ class RegionGame:
         if isinstance(self.removal, TokenDropping):
             raise ConfigError("token dropping removes tokens inside the model: it has no composed image")
         started = time.perf_counter()
-        images = self.images[index]
-        if self._fills is not None:
-            composed = blend(images, keep, self._fills[index])
-        else:
-            regions = self.regions[index] if self.removal.needs_regions else None
-            composed = self.removal(images, keep, regions)
+        fills = self._fills[index] if self._fills is not None else None
+        composed = masked_inputs(self.images[index], keep, self.removal, self.regions[index], fills)
         self.removal_seconds += time.perf_counter() - started
         return composed
 
@@ -211,6 +229,10 @@ class RegionGame:
 
     def masked_values(self, keep: Tensor, valid: Tensor | None = None, grad: bool = False) -> Tensor:
         """Values (B,S) for pixel masks ``keep`` (B,S,H,W), bool or soft float; ``grad=True`` keeps gradients."""
+        return self.masked(keep, valid, grad)[0]
+
+    def masked(self, keep: Tensor, valid: Tensor | None = None, grad: bool = False) -> tuple[Tensor, Tensor]:
+        """Values and the model's top-1 classes (B,S) for pixel masks ``keep`` (B,S,H,W), bool or soft float."""
         if keep.ndim != 4 or keep.shape[0] != self.num_images or keep.shape[2:] != self.images.shape[2:]:
             raise ValueError(
                 f"keep must be (B, S, H, W) = ({self.num_images}, S, {self.images.shape[2]}, {self.images.shape[3]}), "
@@ -220,7 +242,7 @@ class RegionGame:
         def keep_of(index: Tensor, sample: Tensor) -> Tensor:
             return keep[index, sample]
 
-        return self._run(tuple(keep.shape[:2]), valid, keep_of, grad=grad)[0]
+        return self._run(tuple(keep.shape[:2]), valid, keep_of, grad=grad)
 
     def full_coalition(self) -> Tensor:
         """The coalition of all (non-empty) players, (B,1,K)."""

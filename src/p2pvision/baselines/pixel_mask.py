@@ -17,8 +17,10 @@ from torch import Tensor, nn
 from p2pvision.baselines.base import selection_explanation
 from p2pvision.errors import ConfigError
 from p2pvision.explanation import Explanation
+from p2pvision.game import classify_masked
 from p2pvision.models.backbones import ImageClassifier, create_classifier
 from p2pvision.models.p2p.config import P2PConfig
+from p2pvision.removal import make_removal
 
 
 def bayer_matrix(order: int) -> np.ndarray:
@@ -43,7 +45,8 @@ def even_pixel_mask(height: int, width: int, fraction: float) -> Tensor:
 
 
 class PixelMaskClassifier(nn.Module):
-    """A classifier on images whose pixels outside :func:`even_pixel_mask` (at ``config.fixed_tau``) are black."""
+    """A classifier on images whose pixels outside :func:`even_pixel_mask` (at ``config.fixed_tau``) are removed with
+    the configured fill (``config.fill``, black by default, as P2P's)."""
 
     kind = "blackbox_pixel"
 
@@ -54,6 +57,7 @@ class PixelMaskClassifier(nn.Module):
             config.classifier, weights=config.classifier_weights, num_classes=config.num_classes,
             class_names=config.class_names,
         )  # fmt: skip
+        self.fill = make_removal(config.fill)
         mask = even_pixel_mask(config.image_size, config.image_size, config.fixed_tau)
         self.register_buffer("mask", mask, persistent=False)
 
@@ -71,10 +75,9 @@ class PixelMaskClassifier(nn.Module):
     def forward(self, images: Tensor, masked: bool = True) -> Tensor:
         """Class logits of the masked images (of the full ones with ``masked=False``, the warm-up)."""
         if masked:
-            images = images * self.keep(images).unsqueeze(1).to(images.dtype)
+            return classify_masked(self.classifier, images, self.keep(images), self.fill)
         return self.classifier(images)
 
-    @torch.no_grad()
     @torch.no_grad()
     def explain(
         self, images: Tensor, target: int | Tensor | None = None, regions: Tensor | None = None

@@ -18,6 +18,7 @@ from torch import Tensor
 
 from p2pvision.baselines.base import SelectorClassifier, regions_for, selection_explanation, selection_logits
 from p2pvision.explanation import Explanation
+from p2pvision.game import classify_masked
 from p2pvision.models.backbones import ImageClassifier
 from p2pvision.regions import region_areas, region_mean, region_to_pixel
 
@@ -41,7 +42,7 @@ class RealXModel(SelectorClassifier):
         """Evaluator logits (B*S, C) on the images with each of the S region masks (B, S, K) applied."""
         samples = masks.shape[1]
         keep = region_to_pixel(masks.bool(), regions).flatten(0, 1)
-        return self.evaluator(self.fill(images.repeat_interleave(samples, dim=0), keep))
+        return classify_masked(self.evaluator, images.repeat_interleave(samples, dim=0), keep, self.fill)
 
     @torch.no_grad()
     @torch.no_grad()

@@ -13,6 +13,7 @@ from torch import Tensor
 
 from p2pvision.baselines.base import SelectorClassifier, selection_explanation, selection_logits
 from p2pvision.explanation import Explanation
+from p2pvision.game import classify_masked
 
 
 class SoftMaskModel(SelectorClassifier):
@@ -27,7 +28,7 @@ class SoftMaskModel(SelectorClassifier):
     def forward(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """Class logits of the softly masked images, and the masks."""
         mask = self.mask(images)
-        return self.classifier(self.fill(images, mask)), mask
+        return classify_masked(self.classifier, images, mask, self.fill), mask
 
     @torch.no_grad()
     @torch.no_grad()

@@ -31,6 +31,7 @@ from p2pvision.benchmark.config import BenchmarkConfig, DatasetSpec, MethodSpec
 from p2pvision.benchmark.data import open_dataset
 from p2pvision.benchmark.methods import Context, Method
 from p2pvision.cache import params_key, write_json
+from p2pvision.classifier import Classifier
 from p2pvision.explanation import Explanation
 from p2pvision.metrics.base import EvalBatch, Metric
 from p2pvision.metrics.registry import make_metric
@@ -99,7 +100,7 @@ class EvaluationModule(L.LightningModule):
                       "mask": truth.mask, "predicted": explanation.target, "labels": truth.labels}  # fmt: skip
             self.kept.append({name: value[rows.to(value.device)].detach().cpu()
                               for name, value in fields.items() if value is not None})  # fmt: skip
-            self.class_names = getattr(truth.model, "class_names", None)
+            self.class_names = truth.model.class_names if isinstance(truth.model, Classifier) else None
 
 
 def _device(hardware: dict[str, Any]) -> torch.device:

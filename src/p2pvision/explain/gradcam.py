@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
+from p2pvision.classifier import capture, network_of, normalised
 from p2pvision.errors import ConfigError
 from p2pvision.explain.base import (
     EXPLAINERS,
@@ -31,10 +32,6 @@ from p2pvision.explain.base import (
     present_players,
 )
 from p2pvision.regions import Partitioner
-
-
-def _network(model: nn.Module) -> nn.Module:
-    return getattr(model, "model", model)
 
 
 def tokens_to_grid(tokens: Tensor, vit: VisionTransformer) -> Tensor:
@@ -76,7 +73,7 @@ class GradCAM(Explainer):
         super().__init__(model, partitioner)
         self.layer = layer
         self.batch_size = check_positive("batch_size", batch_size)
-        network = _network(model)
+        network = network_of(model)
         if layer is not None:
             try:
                 network.get_submodule(layer)
@@ -89,26 +86,21 @@ class GradCAM(Explainer):
         return gradcam_weights(activations, gradients)
 
     def _layer_name(self) -> str | None:
-        network = _network(self.model)
+        network = network_of(self.model)
         if self.layer is None and isinstance(network, VisionTransformer):
             return f"blocks.{len(network.blocks) - 1}.norm1"
         return self.layer
 
     def activations_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
         """The chosen layer's output and the logits of one forward pass (with autograd)."""
-        network = _network(self.model)
+        network = network_of(self.model)
         name = self._layer_name()
         if name is None:
-            inputs = self.model.normalize(images) if hasattr(self.model, "normalize") else images
-            features = network.forward_features(inputs)
+            features = network.forward_features(normalised(self.model, images))
             return features, network.forward_head(features)
-        captured: list[Tensor] = []
-        handle = network.get_submodule(name).register_forward_hook(lambda _m, _i, output: captured.append(output))
-        try:
+        with capture(network, [name]) as records:
             logits = self.model(images)
-        finally:
-            handle.remove()
-        return captured[-1], logits
+        return records[name][-1], logits
 
     def layer_maps(self, images: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """Class activation maps at the layer's resolution (B,h,w), the targets (B,) and the top-1 classes (B,)."""
@@ -119,7 +111,7 @@ class GradCAM(Explainer):
                 target = predicted
             (gradients,) = torch.autograd.grad(logits.gather(1, target.view(-1, 1)).sum(), activations)
         activations, gradients = activations.detach(), gradients.detach()
-        network = _network(self.model)
+        network = network_of(self.model)
         if activations.ndim == 3 and isinstance(network, VisionTransformer):
             activations, gradients = tokens_to_grid(activations, network), tokens_to_grid(gradients, network)
         if activations.ndim != 4:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
+from p2pvision.classifier import capture
 from p2pvision.errors import ConfigError
 from p2pvision.explain.base import (
     EXPLAINERS,
@@ -34,20 +35,19 @@ HEAD_FUSIONS = ("mean", "max", "min")
 @contextlib.contextmanager
 def recorded_attention(vit: VisionTransformer) -> Iterator[list[Tensor]]:
     """Collect every block's attention probabilities (B,heads,T,T) during forward passes inside the context."""
-    attentions: list[Tensor] = []
-    handles, fused = [], []
     for block in vit.blocks:
-        attention = block.attn
-        if not hasattr(attention, "attn_drop") or not hasattr(attention, "fused_attn"):
-            raise ConfigError(f"attention rollout needs timm's standard attention, got {type(attention).__name__}")
-        fused.append(attention.fused_attn)
-        attention.fused_attn = False
-        handles.append(attention.attn_drop.register_forward_hook(lambda _m, inputs, _o: attentions.append(inputs[0])))
+        if not hasattr(block.attn, "attn_drop") or not hasattr(block.attn, "fused_attn"):
+            raise ConfigError(f"attention rollout needs timm's standard attention, got {type(block.attn).__name__}")
+    fused = [block.attn.fused_attn for block in vit.blocks]
+    layers = [f"blocks.{index}.attn.attn_drop" for index in range(len(vit.blocks))]
+    attentions: list[Tensor] = []
     try:
-        yield attentions
+        for block in vit.blocks:
+            block.attn.fused_attn = False  # the fused kernel never materialises the attention probabilities
+        with capture(vit, layers, inputs=True) as records:
+            yield attentions
+        attentions.extend(tensor for passes in zip(*(records[name] for name in layers)) for tensor in passes)
     finally:
-        for handle in handles:
-            handle.remove()
         for block, flag in zip(vit.blocks, fused):
             block.attn.fused_attn = flag
 
@@ -118,13 +118,14 @@ class AttentionRollout(Explainer):
                 maps.append(F.interpolate(patches, size=images.shape[2:], mode="nearest-exact").squeeze(1))
                 predictions.append(logits.argmax(dim=1))
         pixel_map = torch.cat(maps)
-        chosen = torch.cat(predictions)
+        chosen = predicted = torch.cat(predictions)
         if target is not None:
             chosen = torch.as_tensor(target, dtype=torch.int64, device=images.device).expand(len(chosen)).clone()
         scores = pixel_scores(pixel_map, regions)
         return Attribution(
             scores=scores,
             target=chosen,
+            predicted=predicted,
             evaluations=images.shape[0],
             order=order_from_scores(scores, present_players(regions)),
             pixel_map=pixel_map,

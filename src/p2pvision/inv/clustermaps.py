@@ -36,6 +36,7 @@ from sklearn.manifold import TSNE
 from sklearn.metrics import silhouette_score
 from torch import Tensor, nn
 
+from p2pvision.classifier import Classifier, capture, network_of
 from p2pvision.errors import ConfigError
 
 EMBEDDINGS = ("tsne", "pca")
@@ -114,11 +115,6 @@ class ClusterMapResult:
     config: InvConfig = field(default_factory=InvConfig)
 
 
-def network_of(model: nn.Module) -> nn.Module:
-    """The module whose submodules are the layers: the timm network inside an ImageClassifier, else the model."""
-    return getattr(model, "model", model)
-
-
 def default_layers(model: nn.Module, count: int = 3) -> list[str]:
     """The last ``count`` stages of a timm CNN (from its ``feature_info``), else its last ``count`` conv layers."""
     network = network_of(model)
@@ -155,27 +151,18 @@ def layer_activations(
     it (each (1,K,h,w)), the logits, and the target (the top-1 class when None)."""
     network = network_of(model)
     _check_layers(network, layers)
-    captured: dict[str, Tensor] = {}
-
-    def hook(name: str):
-        return lambda _module, _inputs, output: captured.__setitem__(name, output)
-
-    handles = [network.get_submodule(name).register_forward_hook(hook(name)) for name in layers]
-    try:
-        with torch.enable_grad():
-            logits = model(images.detach().requires_grad_(True))
-            chosen = int(logits[0].argmax()) if target is None else int(target)
-            if not 0 <= chosen < logits.shape[1]:
-                raise ConfigError(f"target class {chosen} is out of range: the model has {logits.shape[1]} classes")
-            for name in layers:
-                output = captured[name]
-                if not isinstance(output, Tensor) or output.ndim != 4:
-                    shape = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
-                    raise ConfigError(f"layer '{name}' must output a (B,C,h,w) feature map, got {shape}")
-            gradients = torch.autograd.grad(logits[0, chosen], [captured[name] for name in layers])
-    finally:
-        for handle in handles:
-            handle.remove()
+    with capture(network, layers) as records, torch.enable_grad():
+        logits = model(images.detach().requires_grad_(True))
+        captured = {name: records[name][-1] for name in layers}
+        chosen = int(logits[0].argmax()) if target is None else int(target)
+        if not 0 <= chosen < logits.shape[1]:
+            raise ConfigError(f"target class {chosen} is out of range: the model has {logits.shape[1]} classes")
+        for name in layers:
+            output = captured[name]
+            if not isinstance(output, Tensor) or output.ndim != 4:
+                shape = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
+                raise ConfigError(f"layer '{name}' must output a (B,C,h,w) feature map, got {shape}")
+        gradients = torch.autograd.grad(logits[0, chosen], [captured[name] for name in layers])
     activations = {name: captured[name].detach() for name in layers}
     return activations, dict(zip(layers, (g.detach() for g in gradients))), logits.detach(), chosen
 
@@ -303,7 +290,7 @@ def cluster_maps(
         for name in layers
     ]
     probabilities = torch.softmax(logits[0].float(), dim=0)
-    names = getattr(model, "class_names", None)
+    names = model.class_names if isinstance(model, Classifier) else None
     return ClusterMapResult(
         image=image.detach().cpu(),
         target=chosen,

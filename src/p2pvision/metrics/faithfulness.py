@@ -343,6 +343,8 @@ class InverseMaskLeakage(_GameMetric):
     def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
         keep = explanation.keep.to(batch.images.device)
         inverted = ~keep if keep.dtype == torch.bool else 1 - keep.float()
-        predicted = batch.model(self.removal(batch.model)(batch.images, inverted)).argmax(1)
+        whole = torch.zeros_like(keep, dtype=torch.int64)  # one region: the game only composes and counts
+        _, predicted = self.game(explanation, batch, whole).masked(inverted.unsqueeze(1))
+        predicted = predicted[:, 0]
         labels = batch.labels.to(predicted.device)
         return {self.keys[0]: (predicted == labels).double().masked_fill(labels < 0, float("nan"))}

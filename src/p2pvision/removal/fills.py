@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from p2pvision.classifier import Classifier
 from p2pvision.errors import ConfigError
 from p2pvision.regions.ops import region_mean, region_to_pixel
 from p2pvision.removal.base import REMOVALS, Removal
@@ -88,10 +89,9 @@ class MeanColourFill(ConstantFill):
     @classmethod
     def for_model(cls, model: nn.Module) -> MeanColourFill:
         """The fill that is zero in ``model``'s normalised input space (needs a ``mean`` buffer)."""
-        mean = getattr(model, "mean", None)
-        if not isinstance(mean, Tensor) or mean.numel() != 3:
+        if not isinstance(model, Classifier) or model.mean.numel() != 3:
             raise ConfigError("the mean-colour fill needs a model with a 3-value 'mean' (an ImageClassifier)")
-        return cls(mean.flatten().tolist())
+        return cls(model.mean.flatten().tolist())
 
     @property
     def params(self) -> dict[str, Any]:

@@ -15,13 +15,14 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
+from p2pvision.classifier import network_of, normalised
 from p2pvision.errors import ConfigError
 from p2pvision.removal.base import REMOVALS, check_inputs
 
 
 def vision_transformer(model: nn.Module) -> VisionTransformer:
     """The timm ViT inside ``model`` (an ImageClassifier or the ViT itself), or a ConfigError."""
-    vit = getattr(model, "model", model)
+    vit = network_of(model)
     if not isinstance(vit, VisionTransformer):
         raise ConfigError(f"token dropping needs a timm VisionTransformer, got {type(vit).__name__}")
     if vit.attn_pool is not None or vit.global_pool not in ("token", "avg"):
@@ -54,7 +55,7 @@ class TokenDropping:
         """Logits (N, classes) of ``model`` on ``images`` (N,3,H,W) in [0,1] with only the kept tokens."""
         check_inputs(images, keep)
         vit = vision_transformer(model)
-        inputs = model.normalize(images) if hasattr(model, "normalize") else images
+        inputs = normalised(model, images)
         tokens = vit._pos_embed(vit.patch_embed(inputs))
         prefix = vit.num_prefix_tokens
         kept = self.kept_tokens(vit, keep)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from p2pvision.explanation import Explanation, order_from_scores, resolve_target
+from p2pvision.game import classify_masked, masked_inputs
 from p2pvision.models.backbones import create_classifier
 from p2pvision.models.p2p.config import P2PConfig
 from p2pvision.models.p2p.selector import Selector
@@ -123,9 +124,13 @@ class P2PModel(nn.Module):
 
     def masked_images(self, images: Tensor, regions: Tensor, masks: Tensor) -> Tensor:
         """Images (B*S, 3, H, W) with each of the S region masks (B, S, K) applied (removed regions filled)."""
-        batch, samples = masks.shape[:2]
         keep = region_to_pixel(masks, regions).flatten(0, 1)
-        return self.fill(images.repeat_interleave(samples, dim=0), keep)
+        return masked_inputs(images.repeat_interleave(masks.shape[1], dim=0), keep, self.fill)
+
+    def classify_regions(self, images: Tensor, regions: Tensor, masks: Tensor) -> Tensor:
+        """Class logits (B*S, C) of the classifier on the images with each of the S region masks (B, S, K)."""
+        keep = region_to_pixel(masks, regions).flatten(0, 1)
+        return classify_masked(self.classifier, images.repeat_interleave(masks.shape[1], dim=0), keep, self.fill)
 
     def default_tau(self, batch: int, device: torch.device) -> Tensor:
         """Training budgets: U(tau_range) per image (dynamic) or the constant fixed_tau."""
@@ -160,7 +165,7 @@ class P2PModel(nn.Module):
         else:  # the test-time mask (mu > 0), with straight-through gradients of sigmoid(mu / temperature)
             masks = straight_through(torch.sigmoid(outputs.logits / temperature))[:, None]
         masks = masks * (outputs.areas[:, None] > 0)
-        logits = self.classifier(self.masked_images(images, regions, masks))
+        logits = self.classify_regions(images, regions, masks)
         return P2POutput(logits, masks, outputs, tau)
 
     def loss(self, output: P2POutput, labels: Tensor, sparsity_weight: float) -> dict[str, Tensor]:
@@ -188,7 +193,7 @@ class P2PModel(nn.Module):
         """Class logits with hard masks (keep ``mu > 0``) at budgets ``tau`` (B,)."""
         outputs = self.region_outputs(features, regions, tau)
         masks = ((outputs.logits > 0) & (outputs.areas > 0)).to(images.dtype)[:, None]
-        return self.classifier(self.masked_images(images, regions, masks)), outputs
+        return self.classify_regions(images, regions, masks), outputs
 
     @torch.no_grad()
     def search_tau(
