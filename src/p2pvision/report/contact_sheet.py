@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw
 from skimage.segmentation import find_boundaries
 
 # Regions drawn on the semi-synthetic contact sheets (the demo's partition).
-SHEET_PARTITION = {"name": "slic", "n_segments": 50, "compactness": 20.0}
+SHEET_PARTITION: dict[str, Any] = {"name": "slic", "n_segments": 50, "compactness": 20.0}
 MASK_COLOUR = np.array([255, 230, 0], np.uint8)  # yellow outline of the ground-truth mask
 REGION_COLOUR = np.array([255, 255, 255], np.uint8)  # white region boundaries
 

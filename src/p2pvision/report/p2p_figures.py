@@ -52,17 +52,22 @@ def explanation_figure(
     """A 4-panel PNG of image ``index`` of a P2P explanation: input, kept regions, regions coloured by embedding,
     correlation of kept regions."""
     result = explanation[index].cpu()
+    confidences, kept_fractions = result.confidence, result.kept_fraction
+    if result.regions is None or result.keep is None or kept_fractions is None:
+        raise ValueError(f"a '{result.method}' explanation lacks the regions and keep mask of P2P")
+    if result.scores is None or confidences is None:
+        raise ValueError(f"a '{result.method}' explanation lacks the region scores and probabilities of P2P")
     regions = result.regions[0].numpy()
     keep = result.keep[0].numpy()
     kept = (result.scores[0] > 0.5).numpy()
     label = class_names[int(result.predicted[0])]
-    confidence, tau = float(result.confidence[0]), float(result.extras["tau"][0])
+    confidence, tau = float(confidences[0]), float(result.extras["tau"][0])
     figure, axes = plt.subplots(1, 4, figsize=(13, 3.6), constrained_layout=True)
     axes[0].imshow(image)
     axes[0].set_title(title, fontsize=9)
     axes[1].imshow(kept_overlay(image, keep, regions))
     axes[1].set_title(
-        f"{label} ({confidence:.2f}); tau {tau:.2f}, kept {float(result.kept_fraction[0]):.0%}",
+        f"{label} ({confidence:.2f}); tau {tau:.2f}, kept {float(kept_fractions[0]):.0%}",
         fontsize=9,
     )
     axes[2].imshow(embedding_colours(result.extras['embeddings'][0].numpy(), regions, kept))
