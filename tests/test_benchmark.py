@@ -164,7 +164,7 @@ def test_config_errors_name_the_setting():
     cases = [
         ({"colour": 1}, "unknown key colour; known keys: name, seeds"),
         ({"methods": {"b": {"kind": "magic"}}}, "methods.b.kind: got 'magic'; allowed: p2p, blackbox, explainer"),
-        ({"methods": {"b": {"kind": "blackbox", "size": 3}}}, "unknown setting(s) size"),
+        ({"methods": {"b": {"kind": "blackbox", "size": 3}}}, "unknown key methods.b.size; known keys of methods.b"),
         ({"methods": {"e": {"kind": "explainer", "explainer": "grad_cam"}}}, "name the method whose classifier"),
         ({"methods": {"e": {"kind": "explainer", "explainer": "paint", "explains": "b"}}},
          "unknown explainer 'paint'; choose one of"),

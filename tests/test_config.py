@@ -256,6 +256,12 @@ def test_benchmark_errors_name_the_key(capsys, tmp_path, no_work):
         ("datasets.scene.data=semisynthetic_scen", "datasets.scene.data: config file 'semisynthetic_scen' does not"),
         ("metrics=[{name: rise, mode: up}]", "metrics[0]: "),
         ("methods.grad_cam.kind=grad", "methods.grad_cam.kind: got 'grad'; allowed: p2p, blackbox, explainer"),
+        (
+            "methods.grad_cam.explainz=lime",
+            "unknown key methods.grad_cam.explainz; known keys of methods.grad_cam (kind "
+            "explainer): kind, datasets, sweep, seeds, explainer, explains, params "
+            "(did you mean 'explains'?)",
+        ),  # fmt: skip
     ]
     for override, line in cases:
         code = main(["benchmark", "--config", "cpu", override, "--out", str(tmp_path / "out")])

@@ -39,6 +39,7 @@ training experiment every trained method will run on each of its data sets.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -309,6 +310,14 @@ ENGINE_KEYS = ("kind", "datasets", "sweep", "seeds")
 def _expand_method(name: str, raw: dict[str, Any], entry: MethodEntry) -> list[MethodSpec]:
     given = entry.model_dump(exclude_unset=True)
     spec = {key: value for key, value in given.items() if key not in ENGINE_KEYS}
+    options = getattr(_method_class(entry.kind), "options", None)
+    unknown = [key for key in spec if options is not None and key not in options]
+    if unknown:
+        known = [*ENGINE_KEYS, *options]
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"unknown key methods.{name}.{unknown[0]}; known keys of methods.{name} (kind "
+                          f"{entry.kind}): {', '.join(known)}{hint}")  # fmt: skip
     if not entry.sweep:
         specs = [MethodSpec(name, entry.kind, spec, entry.datasets, seeds=entry.seeds)]
     else:
