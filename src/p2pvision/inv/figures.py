@@ -13,7 +13,7 @@ from p2pvision.report.overlays import heatmap_overlay, side_by_side
 
 def _upsampled(layer_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     picture = Image.fromarray(np.asarray(layer_map, dtype=np.float32))
-    return np.asarray(picture.resize((size[1], size[0]), Image.BILINEAR))
+    return np.asarray(picture.resize((size[1], size[0]), Image.Resampling.BILINEAR))
 
 
 def overview_figure(result, pixels: np.ndarray) -> Image.Image:

@@ -223,7 +223,7 @@ def _data_url(png: bytes) -> str:
 def _thumbnail(image: np.ndarray, pixel_map: np.ndarray, side: int = 160) -> bytes:
     from p2pvision.report.overlays import heatmap_overlay
 
-    picture = heatmap_overlay(image, pixel_map).resize((side, side), Image.BILINEAR)
+    picture = heatmap_overlay(image, pixel_map).resize((side, side), Image.Resampling.BILINEAR)
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()

@@ -112,7 +112,8 @@ def save_cluster_maps(
         embedding_figure(result, tmp)
     with atomic_path(folder / MAPS_FILE) as tmp:
         with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, **arrays)
+            # numpy types savez's allow_pickle keyword as bool; none of these array names is allow_pickle
+            np.savez_compressed(handle, **arrays)  # type: ignore[arg-type]
     record = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
