@@ -95,20 +95,21 @@ def parse_assignment(text: str, example: str = "train.epochs=3") -> tuple[str, A
 
 def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str], example: str = "train.epochs=3") -> dict:
     """A copy of ``data`` with dotted ``key=value`` overrides set; missing sections are created."""
-    data = copy.deepcopy(dict(data))
+    result: dict[str, Any] = copy.deepcopy(dict(data))
     for item in overrides:
         key, value = parse_assignment(item, example)
         parts = key.split(".")
-        target = data
+        target = result
         for depth, part in enumerate(parts[:-1]):
             if target.get(part) is None:
                 target[part] = {}
-            target = target[part]
-            if not isinstance(target, dict):
+            section = target[part]
+            if not isinstance(section, dict):
                 where = ".".join(parts[: depth + 1])
-                raise ConfigError(f"{where}: got {show(target)}, a value, not a section; cannot set {key}")
+                raise ConfigError(f"{where}: got {show(section)}, a value, not a section; cannot set {key}")
+            target = section
         target[parts[-1]] = value
-    return data
+    return result
 
 
 def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict:
@@ -257,11 +258,12 @@ def prefixed(error: ValidationError, *keys: str | int) -> ValidationError:
     """``error`` with its locations inside ``keys`` (an error of a sub-section checked on its own)."""
     details = []
     for problem in error.errors(include_url=False):
-        kind, ctx = problem["type"], problem.get("ctx")
-        if kind in ("config_value", "config_message"):
-            kind = PydanticCustomError(kind, "{message}", {"message": ctx["message"]})
-        elif kind == "unknown_key":
-            kind = PydanticCustomError(kind, "unknown key", {"known": ctx["known"]})
+        name, ctx = problem["type"], problem.get("ctx") or {}
+        kind: str | PydanticCustomError = name
+        if name in ("config_value", "config_message"):
+            kind = PydanticCustomError(name, "{message}", {"message": ctx["message"]})
+        elif name == "unknown_key":
+            kind = PydanticCustomError(name, "unknown key", {"known": ctx["known"]})
         detail = InitErrorDetails(type=kind, loc=(*keys, *problem["loc"]), input=problem.get("input"))
         if ctx and isinstance(kind, str):
             detail["ctx"] = ctx

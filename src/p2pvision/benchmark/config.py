@@ -310,10 +310,10 @@ ENGINE_KEYS = ("kind", "datasets", "sweep", "seeds")
 def _expand_method(name: str, raw: dict[str, Any], entry: MethodEntry) -> list[MethodSpec]:
     given = entry.model_dump(exclude_unset=True)
     spec = {key: value for key, value in given.items() if key not in ENGINE_KEYS}
-    options = getattr(_method_class(entry.kind), "options", None)
+    options: tuple[str, ...] | None = getattr(_method_class(entry.kind), "options", None)
     unknown = [key for key in spec if options is not None and key not in options]
     if unknown:
-        known = [*ENGINE_KEYS, *options]
+        known = [*ENGINE_KEYS, *(options or ())]
         close = difflib.get_close_matches(unknown[0], known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"unknown key methods.{name}.{unknown[0]}; known keys of methods.{name} (kind "
@@ -388,8 +388,8 @@ def benchmark_from_dict(data: dict[str, Any], source: str = "config") -> Benchma
         datasets[name] = DatasetSpec(name, entry.data.model_dump(mode="json"), entry.split, entry.images, metrics,
                                      entry.seeds)  # fmt: skip
     methods: dict[str, MethodSpec] = {}
-    for name, entry in schema.methods.items():
-        for spec in _expand_method(name, data["methods"][name], entry):
+    for name, method in schema.methods.items():
+        for spec in _expand_method(name, data["methods"][name], method):
             methods[spec.name] = spec
     for spec in methods.values():
         for dataset in spec.datasets or []:
