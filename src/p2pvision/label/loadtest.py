@@ -66,6 +66,8 @@ def _request(connection: http.client.HTTPConnection, method: str, path: str, bod
 def _labeller(url: str, name: str, answers: int, retry_share: float, seed: int, report: LoadReport,
               lock: threading.Lock) -> None:  # fmt: skip
     parts = urlsplit(url)
+    if parts.hostname is None:
+        raise ValueError(f"the load test URL {url!r} names no host")
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=60)
     rng = random.Random(seed)
     seen: list[dict[str, Any]] = []

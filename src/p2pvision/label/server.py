@@ -27,7 +27,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 from p2pvision.inv.answers import (
@@ -246,6 +246,7 @@ def make_server(app: LabelApp, host: str = "127.0.0.1", port: int = 0, quiet: bo
 
 
 def server_url(server: LabelServer) -> str:
-    host, port = server.server_address[:2]
-    shown = f"[{host}]" if ":" in str(host) else host
+    address, port = server.server_address[:2]
+    host = cast(str, address)  # typeshed allows bytes; a TCP server's address comes from getsockname(), a str
+    shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}/"
