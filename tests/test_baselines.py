@@ -136,7 +136,8 @@ def test_trainable_baseline_trains_saves_and_loads(mode, tmp_path):
         "name": mode,
         "data": DATA,
         "model": MODEL,
-        "train": {"mode": mode, "epochs": 2, "warmup_epochs": 1, "batch_size": 16, "lr": 0.01, "log_every_n_steps": 1},
+        "train": {"mode": mode, "epochs": 2, "warmup_epochs": 1, "batch_size": 16, "lr": 0.01,
+                  "trainer": {"log_every_n_steps": 1}},  # fmt: skip
     }
     snapshot = _Snapshot()
     folder = run_training(experiment_from_dict(experiment), tmp_path / mode, callbacks=[snapshot], progress=False)
