@@ -12,13 +12,28 @@ head convolutions and through a FiLM layer (per-channel scale and shift computed
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from p2pvision.errors import ConfigError
 from p2pvision.models.backbones import create_classifier
+
+
+@runtime_checkable
+class _IntermediatesNetwork(Protocol):
+    """What the selector needs of a timm network: its levels' ``feature_info`` and their intermediate outputs."""
+
+    feature_info: Sequence[Mapping[str, Any]]
+
+    def prune_intermediate_layers(
+        self, indices: list[int], prune_norm: bool = ..., prune_head: bool = ...
+    ) -> list[int]: ...
+
+    def forward_intermediates(self, x: Tensor, indices: list[int], *, intermediates_only: bool) -> list[Tensor]: ...
 
 
 class TauFiLM(nn.Module):
@@ -26,9 +41,10 @@ class TauFiLM(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.mlp = nn.Sequential(nn.Linear(1, channels), nn.ReLU(inplace=True), nn.Linear(channels, 2 * channels))
-        nn.init.zeros_(self.mlp[-1].weight)
-        nn.init.zeros_(self.mlp[-1].bias)
+        hidden, last = nn.Linear(1, channels), nn.Linear(channels, 2 * channels)
+        self.mlp = nn.Sequential(hidden, nn.ReLU(inplace=True), last)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
 
     def forward(self, x: Tensor, tau: Tensor) -> Tensor:
         gamma, beta = self.mlp(tau[:, None]).chunk(2, dim=1)
@@ -53,9 +69,12 @@ class Selector(nn.Module):
     ) -> None:
         super().__init__()
         self.backbone = create_classifier(backbone, weights=weights)
+        network = self.backbone.model
+        if not isinstance(network, _IntermediatesNetwork):
+            raise ConfigError(f"selector backbone '{backbone}' is not a timm model with forward_intermediates")
         self.levels = list(levels)
-        self.backbone.model.prune_intermediate_layers(self.levels, prune_head=True)
-        channels = [info["num_chs"] for info in self.backbone.model.feature_info]
+        network.prune_intermediate_layers(self.levels, prune_head=True)
+        channels = [info["num_chs"] for info in network.feature_info]
         self.lateral = nn.ModuleList(nn.Conv2d(channels[level], head_channels, 1) for level in self.levels)
         self.conv = nn.Sequential(
             nn.Conv2d(head_channels + 1, head_channels, 3, padding=1, bias=False),
@@ -64,12 +83,15 @@ class Selector(nn.Module):
         )
         self.film = TauFiLM(head_channels)
         self.out = nn.Conv2d(head_channels + 1, 1 + embedding_dim, 1)
+        if self.out.bias is None:  # nn.Conv2d has a bias unless built with bias=False
+            raise RuntimeError("the selector's output convolution needs a bias for initial_keep_logit")
         with torch.no_grad():
             self.out.bias[0] = initial_keep_logit
 
     def features(self, images: Tensor) -> Tensor:
         """Fused backbone features (B, C, h, w) at the finest level used; independent of tau."""
-        maps = self.backbone.model.forward_intermediates(
+        network = cast(_IntermediatesNetwork, self.backbone.model)  # checked when the selector was built
+        maps = network.forward_intermediates(
             self.backbone.normalize(images), indices=self.levels, intermediates_only=True
         )
         size = maps[0].shape[-2:]
