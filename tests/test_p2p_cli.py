@@ -48,6 +48,24 @@ def test_evaluate_prints_and_writes_every_metric(checkpoint, tmp_path, capsys):
     assert (tmp_path / "evaluation.csv").read_text().startswith("delta,accuracy")
 
 
+def test_evaluate_and_the_benchmark_give_the_same_numbers(checkpoint, tmp_path):
+    assert main(["evaluate", str(checkpoint), "--delta", "0.99", "--images", "12", "--out", str(tmp_path / "e")]) == 0
+    evaluated = json.loads((tmp_path / "e" / "evaluation.json").read_text())["report"]["0.99"]
+    assert evaluated["images"] == 12 and (tmp_path / "e" / "report.html").is_file()
+    metrics = ["accuracy", "kept_fraction", "tau", "precision", "iou", {"name": "pxap", "normalise": "none"},
+               {"name": "p2p_agreement", "mode": "deletion"}]  # fmt: skip
+    config = {"name": "same", "seeds": [0], "batch_size": 5, "metrics": metrics,
+              "datasets": {"test": {"data": TINY["data"], "images": 12}},
+              "methods": {"p2p": {"kind": "p2p", "checkpoint": str(checkpoint), "delta": 0.99}}}  # fmt: skip
+    path = tmp_path / "same.yaml"
+    path.write_text(yaml.safe_dump(config))
+    assert main(["benchmark", "--config", str(path), "--out", str(tmp_path / "b"), "--quiet"]) == 0
+    cell = json.loads((tmp_path / "b" / "cells" / "test" / "p2p" / "seed0.json").read_text())
+    assert cell["values"].keys() <= evaluated.keys()
+    for key, value in cell["values"].items():
+        assert value == pytest.approx(evaluated[key], abs=1e-9), key
+
+
 def test_predict_writes_figures_and_json(checkpoint, tmp_path, capsys):
     photo = tmp_path / "coffee.jpg"
     Image.fromarray(skimage.data.coffee()).save(photo)

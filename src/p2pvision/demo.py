@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
-from torch.utils.data import Subset
 
 from p2pvision.cache import atomic_path, write_json
 from p2pvision.report.contact_sheet import SHEET_PARTITION, write_contact_sheet
@@ -58,10 +57,8 @@ def plan_demo(out: Path, config_file: str | Path = "demo") -> DemoPlan:
     return DemoPlan(config=config, out=out, run=run, model_dir=run / "model")
 
 
-def _markdown_table(report: dict[str, dict[str, float]], keys: list[str]) -> str:
-    from p2pvision.metrics.p2p_evaluation import HIGHER_IS_BETTER
-
-    header = "| delta | " + " | ".join(f"{k} {'↑' if HIGHER_IS_BETTER[k] else '↓'}" for k in keys) + " |"
+def _markdown_table(report: dict[str, dict[str, float]], keys: list[str], directions: dict[str, bool]) -> str:
+    header = "| delta | " + " | ".join(f"{k} {'↑' if directions[k] else '↓'}" for k in keys) + " |"
     rule = "|---" * (len(keys) + 1) + "|"
     rows = [f"| {delta} | " + " | ".join(f"{row[k]:.3f}" for k in keys) + " |" for delta, row in report.items()]
     return "\n".join([header, rule, *rows]) + "\n"
@@ -69,10 +66,10 @@ def _markdown_table(report: dict[str, dict[str, float]], keys: list[str]) -> str
 
 def run_demo(plan: DemoPlan) -> DemoResult:
     """Train (or reuse) P2P on the object task, evaluate on the test split, explain a few test images."""
+    from p2pvision.benchmark.evaluate import evaluate_checkpoint
     from p2pvision.data.builtin import SemiSyntheticDataset
     from p2pvision.data.region_cache import RegionDataset
     from p2pvision.errors import ConfigError
-    from p2pvision.metrics.p2p_evaluation import evaluate_p2p
     from p2pvision.models.p2p.checkpoint import load_p2p
     from p2pvision.predict import predict_files
     from p2pvision.regions.partition import make_partitioner
@@ -86,14 +83,15 @@ def run_demo(plan: DemoPlan) -> DemoResult:
     test = build_stage(config.data, "test", make_partitioner(**model.config.partition), progress=False)
     if not isinstance(test, RegionDataset) or not isinstance(test.dataset, SemiSyntheticDataset):
         raise ConfigError("the demo needs data.source semisynthetic with data.region_cache on")
-    evaluated = Subset(test, range(min(EVALUATION_IMAGES, len(test))))
-    report = evaluate_p2p(model, evaluated, deltas=(0.9, 0.99), progress=True)
+    count = min(EVALUATION_IMAGES, len(test))
+    report = evaluate_checkpoint(model_dir, out / "evaluation", "test", (0.9, 0.99), images=count)
+    directions = report.pop("directions")
     keys = ["accuracy", "kept_fraction", "tau", "precision", "iou", "pxap", "insertion@10", "deletion@10"]
-    table = _markdown_table(report, keys)
+    table = _markdown_table(report, keys, directions)  # type: ignore[arg-type]
     chance = test.dataset.relevant_area_share
     write_json(out / "metrics.json", {"test": report, "object_area_share": chance})
     with atomic_path(out / "metrics.md") as tmp:
-        tmp.write_text(f"P2P on the semi-synthetic object task, test split ({len(evaluated)} images)\n\n{table}")
+        tmp.write_text(f"P2P on the semi-synthetic object task, test split ({count} images)\n\n{table}")
     inputs = out / "inputs"
     inputs.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -61,8 +61,11 @@ def run_batch(
     model = method.classifier
     with torch.no_grad():
         _, reference_seconds = _timed(lambda: model(images), device)
+    mask, objects = batch.get("mask"), batch.get("object_mask")
+    distractor = objects is not None and mask is not None and not torch.equal(objects, mask)
     truth = EvalBatch(images, labels=batch["label"].to(device) if labelled else None,
-                      mask=batch["mask"].to(device) if "mask" in batch else None, model=model,
+                      mask=mask.to(device) if mask is not None else None,
+                      object_mask=objects.to(device) if distractor else None, model=model,
                       reference_seconds=reference_seconds)  # fmt: skip
     return explanation, truth
 

@@ -37,18 +37,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from p2pvision.metrics.p2p_evaluation import HIGHER_IS_BETTER
-    from p2pvision.train.evaluation import evaluate_checkpoint, evaluation_keys, write_evaluation
+    from p2pvision.benchmark.evaluate import evaluate_checkpoint
 
     deltas = tuple(args.delta)
-    report = evaluate_checkpoint(args.checkpoint, args.split, deltas, data=args.data, batch_size=args.batch_size)
-    keys = evaluation_keys(report[str(deltas[0])])
+    report = evaluate_checkpoint(args.checkpoint, args.out, args.split, deltas, data=args.data,
+                                 batch_size=args.batch_size, images=args.images)  # fmt: skip
+    directions = report.pop("directions")
+    keys = [key for key in directions if key in report[str(deltas[0])]]
     print(f"{args.split} split, {report[str(deltas[0])]['images']} images; arrows: direction of better")
-    print("delta  " + " ".join(f"{key + ('↑' if HIGHER_IS_BETTER[key] else '↓'):>13}" for key in keys))
+    print("delta  " + " ".join(f"{key + ('↑' if directions[key] else '↓'):>13}" for key in keys))
     for delta in deltas:
         print(f"{delta:<6} " + " ".join(f"{report[str(delta)][key]:>13.4f}" for key in keys))
-    json_path, csv_path = write_evaluation(args.out, args.checkpoint, args.split, report, deltas)
-    print(f"tables: {json_path.resolve()}, {csv_path.resolve()}")
+    out = Path(args.out).resolve()
+    print(f"tables: {out / 'evaluation.json'}, {out / 'evaluation.csv'}; report: {out / 'report.html'}")
     return 0
 
 
@@ -103,7 +104,9 @@ def add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--split", choices=["train", "val", "test"], default="test")
     evaluate.add_argument("--delta", type=float, nargs="+", default=[0.8, 0.9, 0.95, 0.99])
     evaluate.add_argument("--batch-size", type=int, default=64)
-    evaluate.add_argument("--out", default="results/evaluation", help="folder for evaluation.json and .csv")
+    evaluate.add_argument("--images", type=int, default=None, help="evaluate the first N images of the split only")
+    evaluate.add_argument("--out", default="results/evaluation",
+                          help="folder for evaluation.json/.csv, the benchmark tables and report.html")  # fmt: skip
     evaluate.set_defaults(run=cmd_evaluate)
 
     demo = commands.add_parser("demo", help="run the main job on the built-in data and say where results are")

@@ -34,7 +34,8 @@ class EvalBatch:
     """What the evaluator knows about a batch of B images beside the method's explanation (tensors on one device).
 
     ``images`` (B,3,H,W) in [0,1]; ``labels`` (B,) true classes (-1 where unknown); ``mask`` (B,H,W) bool
-    ground-truth relevant pixels; ``model`` the classifier faithfulness metrics query (the one the method
+    ground-truth relevant pixels; ``object_mask`` (B,H,W) bool the object's pixels where they are not the relevant
+    ones (the distractor of the scene task); ``model`` the classifier faithfulness metrics query (the one the method
     explains); ``reference_map`` another map of the same images (other seed or setting) for map similarity;
     ``reference_seconds`` the wall time of one plain forward pass of the batch through ``model``.
     """
@@ -42,6 +43,7 @@ class EvalBatch:
     images: Tensor
     labels: Tensor | None = None
     mask: Tensor | None = None
+    object_mask: Tensor | None = None
     model: nn.Module | None = None
     reference_map: Tensor | None = None
     reference_seconds: float | None = None

@@ -161,6 +161,20 @@ class MaskIoU(_KeepMaskMetric):
 
 
 @METRICS.register()
+class ObjectShare(Metric):
+    """Share of the kept pixels that lie on the object where the object is not the relevant region (the distractor
+    digit of the scene task): lower is better. Applies where the evaluation knows such an ``object_mask``."""
+
+    category = "localisation"
+    name = "object_share"
+    higher_is_better = False
+    requires = ("keep", "object_mask")
+
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
+        return {self.name: mask_precision(hard_keep(explanation.keep), batch.object_mask)}  # type: ignore[arg-type]
+
+
+@METRICS.register()
 class PixelAveragePrecision(Metric):
     """PxAP (Choe et al. 2020): area under the pixel precision-recall curve over a whole data set.
 

@@ -80,3 +80,19 @@ class Cost(Metric):
             "seconds": seconds,
             "forward_ratio": torch.full((count,), ratio, dtype=torch.float64),
         }
+
+
+@METRICS.register()
+class ChosenTau(Metric):
+    """P2P's chosen budget tau per image (mean): how much of the image the certainty delta asks for. Lower is
+    better at equal accuracy. Applies to explanations with a ``tau`` extra."""
+
+    category = "prediction"
+    name = "tau"
+    higher_is_better = False
+
+    def applicable(self, explanation: Explanation, batch: EvalBatch) -> bool:
+        return "tau" in explanation.extras
+
+    def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
+        return {self.name: explanation.extras["tau"].double()}
