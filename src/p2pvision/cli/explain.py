@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,24 +42,45 @@ def _check_params(name: str, params: dict[str, Any]) -> None:
         raise ConfigError(f"--param {format_error(exc, None, given)}") from None
 
 
-class _MethodHelp(str):
-    """The ``--method`` help, built from the explainer registry only when help is shown (argparse formats a help
-    string with ``%``), so that building the parser does not import torch."""
+class _LazyHelp(str):
+    """A help text built by ``build`` only when help is shown (argparse formats help strings with ``%``), so that
+    building the parser imports neither torch nor the registries."""
+
+    build: Callable[[], str]
+
+    def __new__(cls, build: Callable[[], str]) -> _LazyHelp:
+        text = super().__new__(cls, "(built when help is shown)")
+        text.build = build
+        return text
 
     def __mod__(self, _params: object) -> str:
-        from p2pvision.explain import EXPLAINERS, PerturbationExplainer
+        return self.build()
 
-        aliases: dict[str, list[str]] = {}
-        for alias, name in EXPLAINERS.aliases().items():
-            aliases.setdefault(name, []).append(alias)
-        shared = ("model", "partitioner", "removal", "batch_size")
-        entries = []
-        for name in EXPLAINERS.names():
-            also = f" ({', '.join(aliases[name])})" if name in aliases else ""
-            params = ", ".join(f"{key}={value!r}" for key, value in EXPLAINERS.parameters(name, shared).items())
-            removes = " [removal]" if issubclass(EXPLAINERS.get(name), PerturbationExplainer) else ""
-            entries.append(f"{name}{also}{removes}: {params or 'no parameters'}")
-        return "explanation method, with its --param settings and defaults; " + "; ".join(entries)
+
+def _method_help() -> str:
+    """Every registered explainer with its aliases, whether it removes regions, and its parameters."""
+    from p2pvision.explain import EXPLAINERS, PerturbationExplainer
+
+    aliases: dict[str, list[str]] = {}
+    for alias, name in EXPLAINERS.aliases().items():
+        aliases.setdefault(name, []).append(alias)
+    shared = ("model", "partitioner", "removal", "batch_size")
+    entries = []
+    for name in EXPLAINERS.names():
+        also = f" ({', '.join(aliases[name])})" if name in aliases else ""
+        params = ", ".join(f"{key}={value!r}" for key, value in EXPLAINERS.parameters(name, shared).items())
+        removes = " [removal]" if issubclass(EXPLAINERS.get(name), PerturbationExplainer) else ""
+        entries.append(f"{name}{also}{removes}: {params or 'no parameters'}")
+    return "explanation method, with its --param settings and defaults; " + "; ".join(entries)
+
+
+def _removal_help() -> str:
+    """Every registered removal strategy."""
+    from p2pvision.removal import REMOVALS
+
+    return (f"how removed regions are filled for perturbation methods ([removal] above): "
+            f"{', '.join(REMOVALS.names())} (default: mean, i.e. zero after the model's normalisation; blur for MP; "
+            "telea/ns/biharmonic inpaint: SP-G, LIME-G, MP-G; token_drop for ViTs)")  # fmt: skip
 
 
 def add_explain_command(subparsers: argparse._SubParsersAction) -> None:
@@ -76,13 +98,10 @@ def add_explain_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument(
         "--method", required=True,
-        help=_MethodHelp("explanation method (the list is built when help is shown)"),
+        help=_LazyHelp(_method_help),
     )  # fmt: skip
     parser.add_argument(
-        "--removal", default=None,
-        help="how removed regions are filled for perturbation methods: black, grey, mean, region_mean, blur, "
-        "noise, telea, ns, biharmonic, token_drop (default: mean, i.e. zero after the model's normalisation; "
-        "blur for MP; telea/ns/biharmonic inpaint: SP-G, LIME-G, MP-G; token_drop for ViTs)",
+        "--removal", default=None, help=_LazyHelp(_removal_help),
     )  # fmt: skip
     players = parser.add_mutually_exclusive_group()
     players.add_argument("--grid", type=int, default=None, help="players are an N x N grid (default: 14)")
