@@ -144,8 +144,9 @@ def test_bad_settings_are_named(config_file, overrides, fragment):
 
 
 def test_trainer_arguments_of_the_old_layout_are_moved_with_a_warning(config_file):
-    with pytest.warns(FutureWarning, match="train.accelerator is now train.trainer.accelerator"):
+    with pytest.warns(FutureWarning, match=r"train\.(accelerator|precision) is now train\.trainer\.") as caught:
         config = load_experiment(config_file, ["train.accelerator=cpu", "train.precision=16"])
+    assert "train.accelerator is now train.trainer.accelerator" in str(caught[0].message) and len(caught) == 2
     assert (config.train.trainer.accelerator, config.train.trainer.precision) == ("cpu", "16")
     with pytest.raises(ConfigError, match="train.devices and train.trainer.devices are both given"):
         load_experiment(config_file, ["train.devices=2", "train.trainer.devices=1"])
