@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -78,8 +78,10 @@ class Explanation:
         named = {name: getattr(self, name) for name in TENSOR_FIELDS if getattr(self, name) is not None}
         return {**named, **{f"extras.{key}": value for key, value in self.extras.items()}}
 
-    def _map(self, function: Any) -> Explanation:
-        moved = {name: function(getattr(self, name)) for name in TENSOR_FIELDS if getattr(self, name) is not None}
+    def _map(self, function: Callable[[Tensor], Tensor]) -> Explanation:
+        moved: dict[str, Any] = {  # tensor field name -> value, for replace()
+            name: function(getattr(self, name)) for name in TENSOR_FIELDS if getattr(self, name) is not None
+        }
         return replace(self, **moved, extras={key: function(value) for key, value in self.extras.items()})
 
     def to(self, device: str | torch.device) -> Explanation:
@@ -105,13 +107,13 @@ class Explanation:
     def concat(parts: Sequence[Explanation]) -> Explanation:
         """Explanations of consecutive batches of one method as one (maps of equal size)."""
         first = parts[0]
-        joined = {
+        joined: dict[str, Any] = {  # tensor field name -> value, for replace()
             name: torch.cat([getattr(part, name) for part in parts])
             for name in TENSOR_FIELDS
             if getattr(first, name) is not None
         }
         if first.scores is not None:  # batches may have different region counts: pad to the largest
-            slots = max(part.scores.shape[1] for part in parts)  # type: ignore[union-attr]
+            slots = max(scores.shape[1] for scores in (part.scores for part in parts) if scores is not None)
             for name, fill in (("scores", 0.0), ("order", -1)):
                 if getattr(first, name) is not None:
                     joined[name] = torch.cat([_pad(getattr(part, name), slots, fill) for part in parts])
@@ -161,8 +163,9 @@ class Explanation:
             record["scores"] = self.scores[index, :players].tolist()
         if self.order is not None:
             record["order"] = [int(v) for v in self.order[index] if v >= 0]
-        if self.keep is not None:
-            record["kept_fraction"] = float(self.kept_fraction[index])  # type: ignore[index]
+        kept_fraction = self.kept_fraction  # set where keep is
+        if kept_fraction is not None:
+            record["kept_fraction"] = float(kept_fraction[index])
         share = 1 / max(len(self), 1)
         evaluations = float(self.evaluations[index]) if self.evaluations is not None else None
         record["cost"] = {"evaluations": evaluations, "seconds": self.seconds * share}
@@ -197,7 +200,7 @@ class Explanation:
             raise WeightsError(f"'{path}' is not a p2pvision explanation file (no explanation metadata)")
         tensors = load_file(str(path), device=str(device))
         extras = {key.split(".", 1)[1]: value for key, value in tensors.items() if key.startswith("extras.")}
-        known = {name: tensors[name] for name in TENSOR_FIELDS if name in tensors}
+        known: dict[str, Any] = {name: tensors[name] for name in TENSOR_FIELDS if name in tensors}
         return cls(**meta, **known, extras=extras)
 
 

@@ -62,10 +62,10 @@ class Registry(Generic[T]):
         return decorate
 
     def _discover(self) -> None:
-        if self._discovered:
+        if self._discovered or self.package is None:  # a registry without a package is discovered from the start
             return
         self._discovered = True
-        package = importlib.import_module(self.package)  # type: ignore[arg-type]
+        package = importlib.import_module(self.package)
         for module in pkgutil.iter_modules(package.__path__):
             if module.name not in self.skip and not module.name.startswith("_"):
                 importlib.import_module(f"{self.package}.{module.name}")
@@ -135,7 +135,7 @@ class Registry(Generic[T]):
         return entry(*bound.args, **bound.kwargs)
 
     def _listing(self) -> str:
-        aliases = {}
+        aliases: dict[str, list[str]] = {}
         for alias, name in self._aliases.items():
             aliases.setdefault(name, []).append(alias)
         return ", ".join(name + (f" ({', '.join(aliases[name])})" if name in aliases else "") for name in self._entries)
