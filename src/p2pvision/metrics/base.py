@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 from abc import abstractmethod
 from dataclasses import dataclass, fields
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torchmetrics
@@ -27,6 +27,8 @@ from p2pvision.explanation import TENSOR_FIELDS, Explanation
 from p2pvision.registry import Registry
 
 METRICS: Registry[type[Metric]] = Registry("metric", package="p2pvision.metrics")
+
+_T = TypeVar("_T")
 
 
 @dataclass
@@ -67,6 +69,11 @@ class Metric(torchmetrics.Metric):
     category: ClassVar[str]  # prediction, cost, localisation, faithfulness or similarity (groups report tables)
     requires: ClassVar[tuple[str, ...]] = ()
     full_state_update = False
+    # running sums registered with add_state (torchmetrics keeps them as tensors)
+    total: Tensor
+    count: Tensor
+    curve_total: Tensor
+    curve_count: Tensor
 
     def __init__(self, keys: tuple[str, ...] | None = None) -> None:
         super().__init__()
@@ -77,6 +84,12 @@ class Metric(torchmetrics.Metric):
     @abstractmethod
     def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
         """Per-image values (B,) for each key; NaN where the metric is undefined for an image."""
+
+    def required(self, value: _T | None, name: str) -> _T:
+        """``value``, a field named in ``requires`` (set, as :meth:`update` checked); a ValueError naming it if not."""
+        if value is None:
+            raise ValueError(f"metric '{self.name}' needs {name} in its inputs")
+        return value
 
     def applicable(self, explanation: Explanation, batch: EvalBatch) -> bool:
         """Whether the explanation and the batch have every field this metric needs."""

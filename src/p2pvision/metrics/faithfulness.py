@@ -22,7 +22,7 @@ curve moves ``round(x_k * F)`` of an image's F features.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -34,7 +34,7 @@ from p2pvision.game import VALUES, RegionGame
 from p2pvision.metrics.base import METRICS, EvalBatch, Metric, check_choice, check_fraction
 from p2pvision.metrics.localisation import normalise_maps
 from p2pvision.regions import make_partitioner, partition_batch, region_mean
-from p2pvision.removal import Removal, make_removal
+from p2pvision.removal import Removal, TokenDropping, make_removal
 
 AREA_SHARES = (0.05, 0.10, 0.20)
 MODES = ("insertion", "deletion")
@@ -113,12 +113,12 @@ class _GameMetric(Metric):
             self.removal_settings = {"name": "mean", "mean": "the model's normalisation mean (0 after it)"}
         self.value = check_choice("value", value, VALUES)
 
-    def removal(self, model: nn.Module) -> Removal:
+    def removal(self, model: nn.Module) -> Removal | TokenDropping:
         return make_removal(self.removal_name, model=model, **self.removal_params)
 
     def game(self, explanation: Explanation, batch: EvalBatch, regions: Tensor) -> RegionGame:
-        images = batch.images
-        return RegionGame(batch.model, images, regions.to(images.device), self.removal(batch.model),
+        images, model = batch.images, self.required(batch.model, "model")
+        return RegionGame(model, images, regions.to(images.device), self.removal(model),
                           target=explanation.target.to(images.device), value=self.value)  # fmt: skip
 
     @property
@@ -146,9 +146,9 @@ class P2PAgreement(_GameMetric):
         return self.mode == "insertion"
 
     def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
-        game = self.game(explanation, batch, explanation.regions)
-        return ranking_agreement(game, explanation.scores.to(batch.images.device), explanation.target, self.shares,
-                                 (self.mode,))  # fmt: skip
+        regions, scores = self.required(explanation.regions, "regions"), self.required(explanation.scores, "scores")
+        game = self.game(explanation, batch, regions)
+        return ranking_agreement(game, scores.to(batch.images.device), explanation.target, self.shares, (self.mode,))
 
     @property
     def params(self) -> dict[str, Any]:
@@ -159,7 +159,7 @@ class P2PAgreement(_GameMetric):
 class _FeatureCurve(_GameMetric):
     """Curves over features moved in decreasing map order (see the module docstring)."""
 
-    requires = ("model", "pixel_map")
+    requires: ClassVar[tuple[str, ...]] = ("model", "pixel_map")
 
     def __init__(
         self,
@@ -171,7 +171,9 @@ class _FeatureCurve(_GameMetric):
         keys: tuple[str, ...],
     ) -> None:
         self.mode = check_choice("mode", mode, MODES)
-        self.partitioner = None if features == "pixels" else make_partitioner(**dict(features))
+        if isinstance(features, str) and features != "pixels":
+            raise ConfigError(f"features must be 'pixels' or {{name: ..., params}} of a partition, got {features!r}")
+        self.partitioner = None if isinstance(features, str) else make_partitioner(**dict(features))
         super().__init__(removal, value, keys)
         self.track_curve(points)
 
@@ -181,7 +183,8 @@ class _FeatureCurve(_GameMetric):
 
     def run_curve(self, explanation: Explanation, batch: EvalBatch) -> tuple[Tensor, Tensor]:
         """Values and top-1 classes (B,P) at every point of the curve."""
-        images, maps = batch.images, explanation.pixel_map.to(batch.images.device).float()
+        images = batch.images
+        maps = self.required(explanation.pixel_map, "pixel_map").to(images.device).float()
         count, _, height, width = images.shape
         if self.partitioner is None:
             regions = torch.arange(height * width, device=images.device).view(1, height, width).expand(count, -1, -1)
@@ -255,7 +258,7 @@ class MoxiAccuracy(_FeatureCurve):
 
     def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
         _, predictions = self.run_curve(explanation, batch)
-        labels = batch.labels.to(predictions.device)
+        labels = self.required(batch.labels, "labels").to(predictions.device)
         correct = (predictions == labels.view(-1, 1)).double()
         correct[labels < 0] = float("nan")
         self.add_curves(correct[labels >= 0])
@@ -316,10 +319,11 @@ class SaliencyMetric(Metric):
         self.min_area = check_fraction("min_area", min_area)
 
     def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
-        images = batch.images
-        boxes = tight_boxes(normalise_maps(explanation.pixel_map.to(images.device)) >= self.threshold)
+        images, model = batch.images, self.required(batch.model, "model")
+        pixel_map = self.required(explanation.pixel_map, "pixel_map")
+        boxes = tight_boxes(normalise_maps(pixel_map.to(images.device)) >= self.threshold)
         area = (boxes[:, 1] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 2]) / (images.shape[2] * images.shape[3])
-        logits = batch.model(crop_boxes(images, boxes))
+        logits = model(crop_boxes(images, boxes))
         log_p = logits.float().log_softmax(1).gather(1, explanation.target.to(images.device).view(-1, 1)).squeeze(1)
         return {self.name: area.float().clamp(min=self.min_area).log() - log_p}
 
@@ -341,10 +345,10 @@ class InverseMaskLeakage(_GameMetric):
         super().__init__(removal, "prob", ("inverse_accuracy",))
 
     def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
-        keep = explanation.keep.to(batch.images.device)
+        keep = self.required(explanation.keep, "keep").to(batch.images.device)
         inverted = ~keep if keep.dtype == torch.bool else 1 - keep.float()
         whole = torch.zeros_like(keep, dtype=torch.int64)  # one region: the game only composes and counts
         _, predicted = self.game(explanation, batch, whole).masked(inverted.unsqueeze(1))
         predicted = predicted[:, 0]
-        labels = batch.labels.to(predicted.device)
+        labels = self.required(batch.labels, "labels").to(predicted.device)
         return {self.keys[0]: (predicted == labels).double().masked_fill(labels < 0, float("nan"))}

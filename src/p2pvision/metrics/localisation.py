@@ -107,7 +107,10 @@ def box_localisation_error(maps: Tensor, relevant: Tensor, threshold: float = 0.
             errors.append(1.0)
             continue
         largest = np.bincount(components.ravel())[1:].argmax() + 1
-        errors.append(0.0 if _box_iou(_box(components == largest), target) >= 0.5 else 1.0)
+        found = _box(components == largest)
+        if found is None:  # the largest of count > 0 components has pixels
+            raise RuntimeError("the largest connected component of a thresholded map is empty")
+        errors.append(0.0 if _box_iou(found, target) >= 0.5 else 1.0)
     return torch.tensor(errors, device=maps.device)
 
 
@@ -116,8 +119,13 @@ def binary_keep(explanation: Explanation, batch: EvalBatch, share: float | None)
     the image, or as many as the ground-truth mask has (``share=None``)."""
     if explanation.keep is not None:
         return hard_keep(explanation.keep)
-    area = batch.mask.flatten(1).float().mean(1) if share is None else share
-    return top_share_mask(explanation.pixel_map, area)
+    if explanation.pixel_map is None:
+        raise ValueError(f"a '{explanation.method}' explanation has neither a keep mask nor a pixel map to binarise")
+    if share is not None:
+        return top_share_mask(explanation.pixel_map, share)
+    if batch.mask is None:
+        raise ValueError("binarising a map to the area of the ground-truth mask (share=None) needs the mask")
+    return top_share_mask(explanation.pixel_map, batch.mask.flatten(1).float().mean(1))
 
 
 class _KeepMaskMetric(Metric):
@@ -147,7 +155,8 @@ class MaskPrecision(_KeepMaskMetric):
     name = "precision"
 
     def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
-        return {self.name: mask_precision(binary_keep(explanation, batch, self.share), batch.mask)}
+        keep = binary_keep(explanation, batch, self.share)
+        return {self.name: mask_precision(keep, self.required(batch.mask, "mask"))}
 
 
 @METRICS.register()
@@ -157,7 +166,8 @@ class MaskIoU(_KeepMaskMetric):
     name = "iou"
 
     def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
-        return {self.name: mask_iou(binary_keep(explanation, batch, self.share), batch.mask)}
+        keep = binary_keep(explanation, batch, self.share)
+        return {self.name: mask_iou(keep, self.required(batch.mask, "mask"))}
 
 
 @METRICS.register()
@@ -171,7 +181,8 @@ class ObjectShare(Metric):
     requires = ("keep", "object_mask")
 
     def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
-        return {self.name: mask_precision(hard_keep(explanation.keep), batch.object_mask)}  # type: ignore[arg-type]
+        keep, object_mask = self.required(explanation.keep, "keep"), self.required(batch.object_mask, "object_mask")
+        return {self.name: mask_precision(hard_keep(keep), object_mask)}
 
 
 @METRICS.register()
@@ -188,6 +199,8 @@ class PixelAveragePrecision(Metric):
     name = "pxap"
     higher_is_better = True
     requires = ("pixel_map", "mask")
+    positive: Tensor  # states: pixel counts per score bin, relevant and irrelevant
+    negative: Tensor
 
     def __init__(self, bins: int = 100, normalise: str = "minmax") -> None:
         super().__init__()
@@ -200,10 +213,11 @@ class PixelAveragePrecision(Metric):
         raise NotImplementedError("PxAP is a data-set value, not a mean of per-image values")
 
     def update(self, explanation: Explanation, batch: EvalBatch) -> None:
-        scores = normalise_maps(explanation.pixel_map.detach(), self.normalise).double()
+        pixel_map, mask = self.required(explanation.pixel_map, "pixel_map"), self.required(batch.mask, "mask")
+        scores = normalise_maps(pixel_map.detach(), self.normalise).double()
         # The small offset keeps scores that sit on a threshold (e.g. 0.29 with 100 bins) in their own bin.
         index = (scores * self.bins + 1e-9).floor().long().clamp(max=self.bins).flatten()
-        relevant = batch.mask.to(index.device).flatten()
+        relevant = mask.to(index.device).flatten()
         self.positive += torch.bincount(index[relevant], minlength=self.bins + 1).to(self.positive)
         self.negative += torch.bincount(index[~relevant], minlength=self.bins + 1).to(self.negative)
 
@@ -239,7 +253,8 @@ class PointingGame(Metric):
         super().__init__((self.name if self.tolerance == 0 else f"{self.name}@{self.tolerance}px",))
 
     def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
-        return {self.keys[0]: pointing_game(explanation.pixel_map, batch.mask, self.tolerance)}
+        pixel_map, mask = self.required(explanation.pixel_map, "pixel_map"), self.required(batch.mask, "mask")
+        return {self.keys[0]: pointing_game(pixel_map, mask, self.tolerance)}
 
     @property
     def params(self) -> dict[str, Any]:
@@ -256,7 +271,8 @@ class RelevanceMass(Metric):
     requires = ("pixel_map", "mask")
 
     def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
-        return {self.name: relevance_mass(explanation.pixel_map, batch.mask)}
+        pixel_map, mask = self.required(explanation.pixel_map, "pixel_map"), self.required(batch.mask, "mask")
+        return {self.name: relevance_mass(pixel_map, mask)}
 
 
 @METRICS.register()
@@ -273,7 +289,8 @@ class BoxLocalisationError(Metric):
         self.threshold = check_fraction("threshold", threshold, low_open=False)
 
     def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
-        return {self.name: box_localisation_error(explanation.pixel_map, batch.mask, self.threshold)}
+        pixel_map, mask = self.required(explanation.pixel_map, "pixel_map"), self.required(batch.mask, "mask")
+        return {self.name: box_localisation_error(pixel_map, mask, self.threshold)}
 
     @property
     def params(self) -> dict[str, Any]:

@@ -23,7 +23,7 @@ class Accuracy(Metric):
     requires = ("labels",)
 
     def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
-        labels = batch.labels.to(explanation.predicted.device)
+        labels = self.required(batch.labels, "labels").to(explanation.predicted.device)
         return {self.name: (explanation.predicted == labels).double().masked_fill(labels < 0, float("nan"))}
 
 
@@ -36,14 +36,14 @@ class KeptFraction(Metric):
     name = "kept_fraction"
     higher_is_better = False
     requires = ("keep",)
-
+    counts: Tensor  # state: images per bin
     def __init__(self, bins: int = 20) -> None:
         super().__init__()
         self.bins = int(bins)
         self.add_state("counts", torch.zeros(self.bins, dtype=torch.float64), dist_reduce_fx="sum")
 
     def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
-        fraction = hard_keep(explanation.keep).flatten(1).double().mean(1)
+        fraction = hard_keep(self.required(explanation.keep, "keep")).flatten(1).double().mean(1)
         index = (fraction * self.bins).long().clamp(max=self.bins - 1)
         self.counts += torch.bincount(index, minlength=self.bins).double().to(self.counts.device)
         return {self.name: fraction}
@@ -76,7 +76,7 @@ class Cost(Metric):
         seconds = torch.full((count,), explanation.seconds / max(count, 1), dtype=torch.float64)
         ratio = explanation.seconds / batch.reference_seconds if batch.reference_seconds else float("nan")
         return {
-            "evaluations": explanation.evaluations.double(),
+            "evaluations": self.required(explanation.evaluations, "evaluations").double(),
             "seconds": seconds,
             "forward_ratio": torch.full((count,), ratio, dtype=torch.float64),
         }

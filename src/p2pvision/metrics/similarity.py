@@ -27,7 +27,10 @@ def spearman_similarity(maps: Tensor, others: Tensor) -> Tensor:
 def ssim_similarity(maps: Tensor, others: Tensor) -> Tensor:
     """Per image SSIM (B,) of two maps, each min-max scaled to [0, 1] first (Gaussian window 11, sigma 1.5)."""
     first, second = normalise_maps(maps).unsqueeze(1), normalise_maps(others).unsqueeze(1)
-    return structural_similarity_index_measure(first, second, data_range=1.0, reduction="none").float()
+    similarity = structural_similarity_index_measure(first, second, data_range=1.0, reduction="none")
+    if not isinstance(similarity, Tensor):  # a (map, full image) pair only with return_full_image=True
+        raise TypeError(f"SSIM gave {type(similarity).__name__}, expected a tensor")
+    return similarity.float()
 
 
 def hog_features(maps: Tensor, cell: int = 8) -> Tensor:
@@ -64,7 +67,9 @@ class MapSimilarity(Metric):
         super().__init__(self.measures)
 
     def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
-        maps, others = explanation.pixel_map.float(), batch.reference_map.float().to(explanation.pixel_map.device)
+        pixel_map = self.required(explanation.pixel_map, "pixel_map")
+        reference = self.required(batch.reference_map, "reference_map")
+        maps, others = pixel_map.float(), reference.float().to(pixel_map.device)
         functions = {
             "spearman": spearman_similarity,
             "ssim": ssim_similarity,
