@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import pickle
 from pathlib import Path
 
@@ -205,6 +206,25 @@ def test_cifar_layout_errors(cifar_root: Path, tmp_path: Path) -> None:
         Cifar10Dataset(cifar_root, split="test")
 
 
+class _RunsCode:
+    """Unpickles as a call of os.system: what a crafted data file does."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_crafted_cifar_batch_cannot_run_code(cifar_root: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    batch = cifar_root / "cifar-10-batches-py" / "test_batch"
+    batch.write_bytes(pickle.dumps({b"data": _RunsCode(marker), b"labels": [1]}))
+    with pytest.raises(DatasetLayoutError, match=r"asks to load (posix|os)\.system.*refused"):
+        Cifar10Dataset(cifar_root, split="test")
+    assert not marker.exists()
+
+
 # --- ImageNet ------------------------------------------------------------------------------------------------
 
 _WNIDS = ("n01440764", "n01443537", "n01484850")
@@ -367,6 +387,18 @@ def test_bam_scene_task_mask_is_the_background(bam_root: Path) -> None:
     dog = val[0]
     assert (~dog["mask"]).sum() == 8 and not dog["mask"][2:4, 4:8].any() and dog["mask"][0, 0]
     assert BamDataset(bam_root, task="scene", split="train").classes[1] == "bedroom"
+
+
+def test_a_crafted_bam_mask_file_cannot_run_code(bam_root: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    masks = np.empty(1000, dtype=object)
+    masks[:] = [np.zeros((2, 2), dtype=np.uint8)] * 1000
+    masks[5] = _RunsCode(marker)
+    with (bam_root / "obj" / "val_mask").open("wb") as handle:
+        np.save(handle, masks, allow_pickle=True)
+    with pytest.raises(DatasetLayoutError, match=r"val_mask' asks to load (posix|os)\.system.*refused"):
+        BamDataset(bam_root, task="obj", split="val")
+    assert not marker.exists()
 
 
 def test_bam_without_masks_and_layout_errors(bam_root: Path) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,7 @@ from torch.utils.data import Dataset
 
 from p2pvision.cache import params_key
 from p2pvision.data.folders import Transform
+from p2pvision.data.safe_pickle import load_pickle_file
 from p2pvision.errors import ConfigError, DatasetLayoutError
 
 __all__ = ["CIFAR10_CLASSES", "Cifar10Dataset"]
@@ -22,11 +22,7 @@ _SPLIT_FILES = {"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": 
 
 
 def _unpickle(path: Path) -> dict:
-    try:
-        with path.open("rb") as handle:
-            content = pickle.load(handle, encoding="bytes")
-    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError) as exc:
-        raise DatasetLayoutError(f"'{path}' is not a readable CIFAR-10 batch ({exc}): re-download it") from exc
+    content = load_pickle_file(path, "CIFAR-10 batch")  # plain values and NumPy arrays only: never code
     if not isinstance(content, dict):
         raise DatasetLayoutError(f"'{path}' holds a {type(content).__name__}: expected a pickled dict")
     return content
@@ -38,8 +34,8 @@ class Cifar10Dataset(Dataset):
     ``root`` is the ``cifar-10-batches-py`` folder or its parent. The split's batches (``data_batch_1`` to
     ``data_batch_5``, or ``test_batch``) are pickled dicts with ``b"data"`` (N,3072) uint8 (channel-major rows)
     and ``b"labels"``; class names come from ``batches.meta`` (``b"label_names"``) when present. Samples are
-    ``{"image": (3,32,32) float in [0,1], "label", "index"}``; there are no masks. The format is Python's
-    pickle, which can run code when loaded: open only files from a trusted source.
+    ``{"image": (3,32,32) float in [0,1], "label", "index"}``; there are no masks. The files are Python pickles:
+    they are read with a restricted unpickler that loads plain values and NumPy arrays only, never code.
     """
 
     has_masks = False

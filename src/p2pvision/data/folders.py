@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from p2pvision.data.safe_pickle import load_npy
 from p2pvision.errors import ConfigError, DatasetLayoutError
 from p2pvision.io import load_image, load_mask, pil_to_tensor
 
@@ -277,9 +278,9 @@ class BamDataset(FileListDataset):
     (nearest neighbour) to its box and placed there, which is how the script pasted the object. As in the
     built-in data set, ``"mask"`` is the region relevant to the task: the object for ``obj``, everything but
     the object for ``scene`` (:meth:`object_mask` gives the object itself). The release has only boxes for
-    training images, so the training split has no masks. ``val_mask`` is a pickle (object arrays need one):
-    open only trusted files. This layout follows the construction script; it has not been checked against a
-    copy built by it.
+    training images, so the training split has no masks. ``val_mask`` stores its object array as a pickle: it is
+    read with a restricted unpickler that loads NumPy arrays only, never code. This layout follows the
+    construction script; it has not been checked against a copy built by it.
     """
 
     def __init__(
@@ -361,9 +362,9 @@ class BamDataset(FileListDataset):
     def _read_object_masks(path: Path) -> np.ndarray:
         expected = 100 * len(BAM_OBJECT_CLASSES)
         try:
-            masks = np.load(path, allow_pickle=True)
-        except (ValueError, OSError, EOFError) as exc:
-            raise DatasetLayoutError(f"'{path}' is not a NumPy file ({exc}): expected BAM's val_mask") from exc
+            masks = load_npy(path)  # an object array, read without letting its pickle run code
+        except OSError as exc:
+            raise DatasetLayoutError(f"'{path}' cannot be read ({exc}): expected BAM's val_mask") from exc
         if len(masks) != expected:
             raise DatasetLayoutError(
                 f"'{path}' holds {len(masks)} masks: expected {expected} (100 per object class), as BAM writes"
