@@ -221,7 +221,7 @@ class RegionGame:
         def keep_of(index: Tensor, sample: Tensor) -> Tensor:
             return region_to_pixel(coalitions[index, sample], self.regions[index])
 
-        return self._run(tuple(coalitions.shape[:2]), valid, keep_of, grad=False)
+        return self._run((coalitions.shape[0], coalitions.shape[1]), valid, keep_of, grad=False)
 
     def __call__(self, coalitions: Tensor, valid: Tensor | None = None) -> Tensor:
         """Values (B,S) of bool coalitions (B,S,K); see :meth:`evaluate`."""
@@ -242,7 +242,7 @@ class RegionGame:
         def keep_of(index: Tensor, sample: Tensor) -> Tensor:
             return keep[index, sample]
 
-        return self._run(tuple(keep.shape[:2]), valid, keep_of, grad=grad)
+        return self._run((keep.shape[0], keep.shape[1]), valid, keep_of, grad=grad)
 
     def full_coalition(self) -> Tensor:
         """The coalition of all (non-empty) players, (B,1,K)."""

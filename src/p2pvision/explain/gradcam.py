@@ -13,7 +13,7 @@ gradient to the patches when the class token is pooled), with patch tokens resha
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +32,15 @@ from p2pvision.explain.base import (
     present_players,
 )
 from p2pvision.regions import Partitioner
+
+
+@runtime_checkable
+class _FeaturesAndHead(Protocol):
+    """A timm network split at its final feature map: ``forward_features`` then ``forward_head``."""
+
+    def forward_features(self, x: Tensor) -> Tensor: ...
+
+    def forward_head(self, x: Tensor) -> Tensor: ...
 
 
 def tokens_to_grid(tokens: Tensor, vit: VisionTransformer) -> Tensor:
@@ -96,6 +105,8 @@ class GradCAM(Explainer):
         network = network_of(self.model)
         name = self._layer_name()
         if name is None:
+            if not isinstance(network, _FeaturesAndHead):
+                raise ConfigError(f"{type(network).__name__} has no timm forward_features/forward_head: name a layer")
             features = network.forward_features(normalised(self.model, images))
             return features, network.forward_head(features)
         with capture(network, [name]) as records:

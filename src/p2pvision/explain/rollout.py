@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Protocol, cast
 
 import torch
 import torch.nn.functional as F
@@ -32,24 +33,32 @@ from p2pvision.removal.tokens import vision_transformer
 HEAD_FUSIONS = ("mean", "max", "min")
 
 
+class _FusedSwitch(Protocol):
+    """timm's attention module: ``fused_attn`` switches the fused kernel on and off."""
+
+    fused_attn: bool
+
+
 @contextlib.contextmanager
 def recorded_attention(vit: VisionTransformer) -> Iterator[list[Tensor]]:
     """Collect every block's attention probabilities (B,heads,T,T) during forward passes inside the context."""
-    for block in vit.blocks:
-        if not hasattr(block.attn, "attn_drop") or not hasattr(block.attn, "fused_attn"):
-            raise ConfigError(f"attention rollout needs timm's standard attention, got {type(block.attn).__name__}")
-    fused = [block.attn.fused_attn for block in vit.blocks]
+    modules = [block.attn for block in vit.blocks]
+    for module in modules:
+        if not hasattr(module, "attn_drop") or not hasattr(module, "fused_attn"):
+            raise ConfigError(f"attention rollout needs timm's standard attention, got {type(module).__name__}")
+    switches = cast(list[_FusedSwitch], modules)  # checked just above
+    fused = [attention.fused_attn for attention in switches]
     layers = [f"blocks.{index}.attn.attn_drop" for index in range(len(vit.blocks))]
     attentions: list[Tensor] = []
     try:
-        for block in vit.blocks:
-            block.attn.fused_attn = False  # the fused kernel never materialises the attention probabilities
+        for attention in switches:
+            attention.fused_attn = False  # the fused kernel never materialises the attention probabilities
         with capture(vit, layers, inputs=True) as records:
             yield attentions
         attentions.extend(tensor for passes in zip(*(records[name] for name in layers)) for tensor in passes)
     finally:
-        for block, flag in zip(vit.blocks, fused):
-            block.attn.fused_attn = flag
+        for attention, flag in zip(switches, fused):
+            attention.fused_attn = flag
 
 
 def rollout(attentions: list[Tensor], head_fusion: str = "mean", discard_ratio: float = 0.0) -> Tensor:

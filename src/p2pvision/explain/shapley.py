@@ -154,11 +154,14 @@ class KernelSHAP(PerturbationExplainer):
     def _attribute(self, images: Tensor, regions: Tensor, target: int | Tensor | None) -> Attribution:
         game = self.game(images, regions, target)
         batch, slots = game.num_images, game.num_players
-        ids, samples, weights = [], [], []
+        ids: list[Tensor] = []
+        samples: list[Tensor] = []
+        weights: list[Tensor] = []  # empty for an image with at most one player (its score needs no regression)
         for b in range(batch):  # each image draws from its own generator: its samples do not depend on its batch
             generator = torch.Generator().manual_seed(self.seed)
             ids.append(game.players[b].nonzero().squeeze(1).cpu())
-            rows, w = self._coalitions(len(ids[b]), generator) if len(ids[b]) > 1 else (torch.zeros(0, 0), None)
+            no_rows = (torch.zeros(0, 0), torch.zeros(0, dtype=torch.float64))
+            rows, w = self._coalitions(len(ids[b]), generator) if len(ids[b]) > 1 else no_rows
             samples.append(rows)
             weights.append(w)
         width = max(1, max(len(rows) for rows in samples))

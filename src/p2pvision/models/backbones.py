@@ -19,6 +19,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 import timm
 import torch
@@ -63,6 +64,9 @@ class ImageClassifier(nn.Module):
     Attributes: ``model`` (the timm network), ``mean``/``std`` buffers, ``input_size`` (C,H,W) the weights
     expect, ``crop_pct`` and ``interpolation`` for :meth:`preprocess`, and ``class_names``.
     """
+
+    mean: torch.Tensor  # buffers (1, 3, 1, 1)
+    std: torch.Tensor
 
     def __init__(
         self,
@@ -142,6 +146,21 @@ def load_state_dict_by_position(model: nn.Module, state_dict: Mapping[str, torch
     model.load_state_dict(mapped, strict=False)
 
 
+@runtime_checkable
+class _TimmClassifier(Protocol):
+    """What :func:`create_classifier` needs of a timm network besides nn.Module: its head's classes and a reset."""
+
+    num_classes: int
+
+    def reset_classifier(self, num_classes: int) -> None: ...
+
+
+def _classifier_head(model: nn.Module, name: str) -> _TimmClassifier:
+    if not isinstance(model, _TimmClassifier):
+        raise WeightsError(f"timm model '{name}' is not a classifier: it has no num_classes and reset_classifier")
+    return model
+
+
 def _timm_model(name: str, **kwargs) -> nn.Module:
     try:
         return timm.create_model(name, **kwargs)
@@ -217,7 +236,7 @@ def create_classifier(
                 f"cannot download hub weights for '{name}' ({type(exc).__name__}); "
                 "without network access use a local weights file or weights='package'"
             ) from exc
-        pretrained_classes = model.num_classes
+        pretrained_classes = _classifier_head(model, name).num_classes
     else:
         state_dict, source, positional = _read_weights(name, weights)
         head = timm.models.get_pretrained_cfg_value(name, "classifier") if timm.is_model(name) else None
@@ -228,10 +247,11 @@ def create_classifier(
             load_state_dict_by_position(model, state_dict, source)
         else:
             _load_by_key(model, state_dict, source, name)
-    if num_classes is not None and model.num_classes != num_classes:
-        model.reset_classifier(num_classes)
+    network = _classifier_head(model, name)
+    if num_classes is not None and network.num_classes != num_classes:
+        network.reset_classifier(num_classes)
     config = resolve_data_config({}, model=model)
-    total = model.num_classes
+    total = network.num_classes
     if class_names is None:
         class_names = (
             imagenet_class_names()

@@ -28,7 +28,7 @@ from p2pvision.models.p2p.config import P2PConfig
 from p2pvision.models.p2p.selector import Selector
 from p2pvision.regions.ops import region_areas, region_mean, region_to_pixel
 from p2pvision.regions.partition import make_partitioner, partition_batch
-from p2pvision.removal import make_removal
+from p2pvision.removal import TokenDropping, make_removal
 
 
 @dataclass
@@ -104,7 +104,7 @@ class P2PModel(nn.Module):
     # -- pieces -------------------------------------------------------------------------------------------
     def region_outputs(self, features: Tensor, regions: Tensor, tau: Tensor) -> RegionOutputs:
         """Run the head for budgets ``tau`` (B,) and average its outputs over the regions of ``regions``."""
-        size = tuple(regions.shape[-2:])
+        size = (regions.shape[-2], regions.shape[-1])
         pixels = self.selector.head(features, tau, size)
         per_region = region_mean(pixels, regions, self.config.max_regions)
         areas = region_areas(regions, self.config.max_regions).to(per_region.dtype)
@@ -115,15 +115,17 @@ class P2PModel(nn.Module):
     def sample_logits(self, outputs: RegionOutputs, samples: int, generator: torch.Generator | None = None) -> Tensor:
         """``samples`` draws (B, S, K) of ``z ~ N(mu, E E^T + jitter I)`` (reparameterised)."""
         batch, slots, dim = outputs.embeddings.shape
-        options = {"generator": generator, "device": outputs.logits.device, "dtype": outputs.logits.dtype}
-        shared = torch.randn(batch, samples, dim, **options)
-        independent = torch.randn(batch, samples, slots, **options)
+        device, dtype = outputs.logits.device, outputs.logits.dtype
+        shared = torch.randn(batch, samples, dim, generator=generator, device=device, dtype=dtype)
+        independent = torch.randn(batch, samples, slots, generator=generator, device=device, dtype=dtype)
         correlated = torch.einsum("bkd,bsd->bsk", outputs.embeddings, shared)
         noise = correlated + math.sqrt(self.config.jitter) * independent
         return outputs.logits[:, None] + noise * (outputs.areas[:, None] > 0)
 
     def masked_images(self, images: Tensor, regions: Tensor, masks: Tensor) -> Tensor:
         """Images (B*S, 3, H, W) with each of the S region masks (B, S, K) applied (removed regions filled)."""
+        if isinstance(self.fill, TokenDropping):
+            raise ValueError("fill 'token_drop' removes patch tokens inside the classifier: there are no masked images")
         keep = region_to_pixel(masks, regions).flatten(0, 1)
         return masked_inputs(images.repeat_interleave(masks.shape[1], dim=0), keep, self.fill)
 
