@@ -50,7 +50,7 @@ def make_selector(config: P2PConfig) -> Selector:
 def selection_logits(selector: Selector, config: P2PConfig, images: Tensor) -> Tensor:
     """Per-pixel selection logits (B, 1, H, W); the budget input is the constant ``config.fixed_tau``."""
     tau = torch.full((len(images),), config.fixed_tau, device=images.device, dtype=images.dtype)
-    return selector.head(selector.features(images), tau, tuple(images.shape[-2:]))
+    return selector.head(selector.features(images), tau, (images.shape[-2], images.shape[-1]))
 
 
 def regions_for(images: Tensor, config: P2PConfig, regions: Tensor | None) -> Tensor:

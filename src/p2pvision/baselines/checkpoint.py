@@ -6,21 +6,28 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
 from safetensors.torch import load_model, save_model
-from torch import nn
 
 from p2pvision.cache import atomic_path, write_json
 from p2pvision.errors import WeightsError
 from p2pvision.models.p2p.config import P2PConfig
 
+if TYPE_CHECKING:
+    from p2pvision.baselines.pixel_mask import PixelMaskClassifier
+    from p2pvision.baselines.realx import RealXModel
+    from p2pvision.baselines.soft_mask import SoftMaskModel
+
 FORMAT = "p2pvision-baseline"
 FORMAT_VERSION = 1
 
+# A trained baseline: each has ``kind``, ``config`` (a P2PConfig), ``class_names``, ``classifier`` and ``explain``.
+Baseline: TypeAlias = "PixelMaskClassifier | RealXModel | SoftMaskModel"
 
-def baseline_classes() -> dict[str, type[nn.Module]]:
+
+def baseline_classes() -> dict[str, type[Baseline]]:
     """The trainable baselines by kind (``blackbox_pixel``, ``realx``, ``soft_mask``)."""
     from p2pvision.baselines.pixel_mask import PixelMaskClassifier
     from p2pvision.baselines.realx import RealXModel
@@ -29,7 +36,7 @@ def baseline_classes() -> dict[str, type[nn.Module]]:
     return {cls.kind: cls for cls in (PixelMaskClassifier, RealXModel, SoftMaskModel)}
 
 
-def save_baseline(model: nn.Module, folder: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
+def save_baseline(model: Baseline, folder: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
     """Write ``folder/model.safetensors`` and ``folder/config.json`` (kind and settings) atomically."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -41,7 +48,7 @@ def save_baseline(model: nn.Module, folder: str | os.PathLike[str], extra: dict[
     return folder
 
 
-def load_baseline(folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> nn.Module:
+def load_baseline(folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> Baseline:
     """Load a baseline saved by :func:`save_baseline`, in eval mode."""
     folder = Path(folder)
     config_file = folder / "config.json"

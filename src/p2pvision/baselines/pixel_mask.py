@@ -49,6 +49,7 @@ class PixelMaskClassifier(nn.Module):
     the configured fill (``config.fill``, black by default, as P2P's)."""
 
     kind = "blackbox_pixel"
+    mask: Tensor  # buffer (H, W) bool: the kept pixels
 
     def __init__(self, config: P2PConfig) -> None:
         super().__init__()
