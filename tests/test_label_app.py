@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from inv_helpers import make_runs
 
+from p2pvision.errors import DatasetLayoutError
 from p2pvision.inv.answers import UNSURE, InvalidAnswer, validate_answer
 from p2pvision.label.loadtest import run_load
 from p2pvision.label.server import LabelApp, make_server, server_url
@@ -100,6 +101,18 @@ def runs(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("runs")
     make_runs(folder)
     return folder
+
+
+def test_a_maps_file_naming_a_file_outside_its_folder_is_refused(tmp_path: Path) -> None:
+    make_runs(tmp_path)
+    record_file = next(tmp_path.rglob("clustermaps.json"))
+    record = json.loads(record_file.read_text())
+    cluster = next(c for layer in record["layers"] for c in layer["clusters"] if c["kept"])
+    for hostile in ("../../../../../../etc/passwd", "/etc/passwd"):
+        cluster["reveal"][0] = hostile
+        record_file.write_text(json.dumps(record))
+        with pytest.raises(DatasetLayoutError, match="lies outside .*refused"):
+            load_tasks([tmp_path])
 
 
 @pytest.fixture()

@@ -401,6 +401,12 @@ def test_a_crafted_bam_mask_file_cannot_run_code(bam_root: Path, tmp_path: Path)
     assert not marker.exists()
 
 
+def test_a_bam_listing_naming_a_file_outside_its_folder_is_refused(bam_root: Path) -> None:
+    (bam_root / "obj" / "val.txt").write_text("../../../outside.jpg 2\n")
+    with pytest.raises(DatasetLayoutError, match=r"val\.txt' names '\.\./\.\./\.\./outside\.jpg', which lies outside"):
+        BamDataset(bam_root, task="obj", split="val")
+
+
 def test_bam_without_masks_and_layout_errors(bam_root: Path) -> None:
     (bam_root / "obj" / "val_mask").unlink()
     assert not BamDataset(bam_root, task="obj", split="val").has_masks

@@ -23,7 +23,7 @@ import torch
 from PIL import Image, ImageOps
 
 from p2pvision.cache import atomic_path
-from p2pvision.errors import ConfigError, ImageLoadError
+from p2pvision.errors import ConfigError, DatasetLayoutError, ImageLoadError
 
 __all__ = ["load_image", "load_image_tensor", "load_mask", "pil_to_tensor", "save_image", "tensor_to_pil"]
 
@@ -257,3 +257,15 @@ def save_image(image: Image.Image | torch.Tensor, path: str | os.PathLike[str]) 
     with atomic_path(path) as tmp:
         image.save(tmp, format=image_format)
     return path
+
+
+def path_within(folder: str | os.PathLike[str], name: str, listed_in: str | os.PathLike[str]) -> Path:
+    """``folder / name`` for a file ``name`` read from the data file ``listed_in``, if it stays inside ``folder``
+    once resolved (no absolute path, no ``..``, no link leading out); else a one-line error: a data or maps file
+    may only name files in its own folder."""
+    folder = Path(folder)
+    target = folder / name
+    if Path(name).is_absolute() or not target.resolve().is_relative_to(folder.resolve()):
+        raise DatasetLayoutError(f"'{listed_in}' names '{name}', which lies outside '{folder}': refused (a data "
+                                 "file may only name files in its own folder); write the file again")  # fmt: skip
+    return target

@@ -22,7 +22,7 @@ from torch.utils.data import Dataset
 
 from p2pvision.data.safe_pickle import load_npy
 from p2pvision.errors import ConfigError, DatasetLayoutError
-from p2pvision.io import load_image, load_mask, pil_to_tensor
+from p2pvision.io import load_image, load_mask, path_within, pil_to_tensor
 
 __all__ = [
     "BAM_OBJECT_CLASSES",
@@ -333,7 +333,7 @@ class BamDataset(FileListDataset):
                 raise DatasetLayoutError(
                     f"'{listing}' line {line_number} is {line!r}: expected '<file> <label 0-{len(classes) - 1}>'"
                 )
-            files.append(folder / parts[0])
+            files.append(path_within(folder, parts[0], listing))
             labels.append(int(parts[1]))
         missing = next((file for file in files if not file.is_file()), None)
         if missing is not None:

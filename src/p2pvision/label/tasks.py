@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 from p2pvision.errors import ConfigError
-from p2pvision.inv.runs import ClusterMapRun, find_runs
+from p2pvision.inv.runs import RUN_FILE, ClusterMapRun, find_runs
+from p2pvision.io import path_within
 
 
 def tasks_of_run(run: ClusterMapRun) -> list[dict[str, Any]]:
@@ -30,7 +31,7 @@ def tasks_of_run(run: ClusterMapRun) -> list[dict[str, Any]]:
                     "target_name": record["target_name"],
                     "choices": sorted(set(record["choices"])),
                     "reveal_percents": record["reveal_percents"],
-                    "reveal": [run.folder / name for name in cluster["reveal"]],
+                    "reveal": [path_within(run.folder, name, run.folder / RUN_FILE) for name in cluster["reveal"]],
                 }
             )
     return tasks
