@@ -21,7 +21,7 @@ from p2pvision.regions import region_areas
 from p2pvision.train.module import _WarmupEpochs
 
 
-class _BaselineLightning(_WarmupEpochs):
+class BaselineLightning(_WarmupEpochs):
     """Model construction, the sparsity schedule and validation shared by the baselines."""
 
     model_class: type
@@ -56,7 +56,7 @@ class _BaselineLightning(_WarmupEpochs):
         return self.model.explain(batch["image"], regions=batch.get("regions"))
 
 
-class PixelMaskLightning(_BaselineLightning):
+class PixelMaskLightning(BaselineLightning):
     """Blackbox-Pixel: full images in the warm-up, then the fixed evenly spaced pixel mask."""
 
     model_class = PixelMaskClassifier
@@ -66,7 +66,7 @@ class PixelMaskLightning(_BaselineLightning):
         return self.log_train(F.cross_entropy(logits, batch["label"]), logits, batch["label"])
 
 
-class RealXLightning(_BaselineLightning):
+class RealXLightning(BaselineLightning):
     """REAL-X: in the warm-up the evaluator learns on random region masks (each image keeps every region with a
     probability drawn from U(0, 1)); afterwards the selector learns by REINFORCE against the frozen evaluator,
     ``max(2, mc_samples)`` masks per image with the mean reward of the image's masks as baseline."""
@@ -101,7 +101,7 @@ class RealXLightning(_BaselineLightning):
                                                        "train/lambda_sparse": weight})  # fmt: skip
 
 
-class SoftMaskLightning(_BaselineLightning):
+class SoftMaskLightning(BaselineLightning):
     """Soft masks: the classifier alone on full images in the warm-up, then selector and classifier jointly,
     cross-entropy on the softly masked images plus ``lambda * max(mean(m) - tau, 0)``."""
 
@@ -121,7 +121,7 @@ class SoftMaskLightning(_BaselineLightning):
                                                        "train/lambda_sparse": weight})  # fmt: skip
 
 
-BASELINE_MODES: dict[str, type[_BaselineLightning]] = {
+BASELINE_MODES: dict[str, type[BaselineLightning]] = {
     "blackbox_pixel": PixelMaskLightning,
     "realx": RealXLightning,
     "soft_mask": SoftMaskLightning,

@@ -8,11 +8,12 @@ from typing import Any
 import lightning as L
 import torch
 import torch.nn.functional as F
+import torchmetrics
 from torch import nn
 from torchmetrics import MeanMetric
 
 from p2pvision.explanation import Explanation
-from p2pvision.metrics.base import EvalBatch
+from p2pvision.metrics.base import EvalBatch, Metric
 from p2pvision.metrics.localisation import MaskPrecision
 from p2pvision.metrics.prediction import Accuracy, KeptFraction
 from p2pvision.models.backbones import ImageClassifier, create_classifier
@@ -47,23 +48,34 @@ class _SeededEpochs(L.LightningModule, metaclass=abc.ABCMeta):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
 
+    def _optimizer(self) -> torch.optim.Optimizer:
+        """The one optimizer :meth:`configure_optimizers` gives (unwrapped from Lightning's)."""
+        optimizer = self.optimizers()
+        if isinstance(optimizer, list):
+            raise RuntimeError(f"{type(self).__name__} trains with one optimizer, got {len(optimizer)}")
+        return optimizer.optimizer
+
     @abc.abstractmethod
     def explain_batch(self, batch: dict) -> Explanation:
         """The model's prediction (and explanation) of a validation or test batch."""
 
+    def _evaluation_metrics(self) -> dict[str, torchmetrics.Metric]:
+        """The entries of ``evaluation`` (all metrics) by key."""
+        return {key: metric for key, metric in self.evaluation.items() if isinstance(metric, torchmetrics.Metric)}
+
     def _evaluate(self, batch: dict) -> None:
         explanation = self.explain_batch(batch)
         truth = EvalBatch(batch["image"], labels=batch["label"], mask=batch.get("mask"))
-        for key, metric in self.evaluation.items():
+        for key, metric in self._evaluation_metrics().items():
             if key == "tau":
                 if "tau" in explanation.extras:
                     metric.update(explanation.extras["tau"])
-            elif metric.applicable(explanation, truth):
+            elif isinstance(metric, Metric) and metric.applicable(explanation, truth):
                 metric.update(explanation, truth)
 
     def _log_evaluation(self, prefix: str) -> None:
         values = {}
-        for key, metric in self.evaluation.items():
+        for key, metric in self._evaluation_metrics().items():
             if metric.update_count:
                 value = metric.compute()
                 values[f"{prefix}/{key}"] = next(iter(value.values())) if isinstance(value, dict) else value
@@ -98,7 +110,7 @@ class _WarmupEpochs(_SeededEpochs):
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
-        for group in self.optimizers().optimizer.param_groups:
+        for group in self._optimizer().param_groups:
             group["lr"] = self.warmup_lr if self.warming_up else self.lr
 
     @property
@@ -157,12 +169,12 @@ class P2PLightning(_WarmupEpochs):
         losses = self.model.loss(output, batch["label"], config.sparsity_weight(progress))
         samples = output.masks.shape[1]
         accuracy = (output.logits.argmax(-1) == batch["label"].repeat_interleave(samples)).float().mean()
-        metrics = {f"train/{key}": value.detach() for key, value in losses.items()}
+        metrics: dict[str, torch.Tensor | float] = {f"train/{key}": value.detach() for key, value in losses.items()}
         metrics["train/expected_kept"] = output.regions.expected_kept.detach().mean()
         metrics["train/acc_relaxed"] = accuracy
         metrics["train/temperature"] = config.temperature(progress)
         metrics["train/lambda_sparse"] = config.sparsity_weight(progress)
-        metrics["train/lr"] = self.optimizers().optimizer.param_groups[0]["lr"]
+        metrics["train/lr"] = self._optimizer().param_groups[0]["lr"]
         self.log_dict(metrics, prog_bar=False, on_step=True, on_epoch=False, batch_size=len(batch["label"]))
         self.log("loss", losses["loss"].detach(), prog_bar=True, on_step=True, batch_size=len(batch["label"]))
         return losses["loss"]

@@ -66,7 +66,8 @@ class TrainingRuns:
             raise ConfigError(f"data set '{self.dataset}' (photos) has no training split: give a checkpoint")
         experiment = self.experiment(mode, model, train)
         folder = self.run_folder(mode, model, train)
-        if rank_zero_only.rank > 0:  # other processes of a distributed evaluation wait for the first to train
+        # other processes of a distributed evaluation wait for the first to train
+        if rank_zero_only.rank > 0:  # type: ignore[attr-defined]  # lightning sets rank on the function at import
             return wait_for(folder / "model" / "config.json").parent
         if not (folder / "model" / "config.json").is_file():
             resume = (folder / "checkpoints" / "last.ckpt").is_file()

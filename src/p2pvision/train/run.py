@@ -17,7 +17,7 @@ from p2pvision.cache import atomic_path, write_json
 from p2pvision.errors import ConfigError
 from p2pvision.models.backbones import save_classifier
 from p2pvision.models.p2p.checkpoint import save_p2p
-from p2pvision.train.baselines import BASELINE_MODES
+from p2pvision.train.baselines import BASELINE_MODES, BaselineLightning
 from p2pvision.train.data import P2PDataModule
 from p2pvision.train.experiment import ExperimentConfig, experiment_from_dict
 from p2pvision.train.module import ClassifierLightning, P2PLightning
@@ -157,10 +157,10 @@ def run_training(
     if trainer.global_rank == 0:
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
         write_json(out / "metrics.json", {"epochs": trainer.current_epoch, "validation": metrics})
-        if train.mode == "p2p":
+        if isinstance(module, P2PLightning):  # train.mode p2p
             save_p2p(module.model, out / "model", extra={"experiment": config.to_dict()})
-        elif train.mode in BASELINE_MODES:
+        elif isinstance(module, BaselineLightning):  # train.mode in BASELINE_MODES
             save_baseline(module.model, out / "model", extra={"experiment": config.to_dict()})
-        else:
+        elif isinstance(module, ClassifierLightning):
             save_classifier(module.model, model_config.classifier, out / "model")
     return out / "model"
