@@ -87,7 +87,7 @@ def run_demo(plan: DemoPlan) -> DemoResult:
     report = evaluate_checkpoint(model_dir, out / "evaluation", "test", (0.9, 0.99), images=count)
     directions = report.pop("directions")
     keys = ["accuracy", "kept_fraction", "tau", "precision", "iou", "pxap", "insertion@10", "deletion@10"]
-    table = _markdown_table(report, keys, directions)  # type: ignore[arg-type]
+    table = _markdown_table(report, keys, directions)
     chance = test.dataset.relevant_area_share
     write_json(out / "metrics.json", {"test": report, "object_area_share": chance})
     with atomic_path(out / "metrics.md") as tmp:

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from p2pvision.baselines.checkpoint import load_baseline
+from p2pvision.baselines.checkpoint import Baseline, load_baseline
 from p2pvision.baselines.posthoc import top_regions_mask
 from p2pvision.benchmark.methods import Context, ExplainerMethod, Method, _check_classes, register_method
 from p2pvision.errors import ConfigError
@@ -25,6 +25,7 @@ class TrainedBaseline(Method):
 
     options = ("checkpoint", "config", "model", "train", "fraction")
     kind: ClassVar[str]
+    model: Baseline
 
     def __init__(self, name: str, spec: dict[str, Any]) -> None:
         super().__init__(name, spec)
@@ -112,7 +113,12 @@ class PosthocSelectionMethod(ExplainerMethod):
         if self.matched is None:
             fraction: float | Tensor = float(self.spec["fraction"])
         else:
-            fraction = self.matched.explain(images).kept_fraction  # type: ignore[assignment]
+            matched = self.matched.explain(images).kept_fraction
+            if matched is None:
+                raise ConfigError(f"method '{self.name}' matches '{self.spec['match']}', which keeps no mask")
+            fraction = matched
+        if explanation.scores is None or explanation.regions is None:
+            raise ConfigError(f"method '{self.name}': explainer '{self.spec['explainer']}' scores no regions to keep")
         explanation.keep = top_regions_mask(explanation.scores, explanation.regions, fraction)
         return explanation
 

@@ -94,7 +94,7 @@ def _method_kinds() -> list[str]:
 
 
 def _method_class(kind: str) -> type[Method]:
-    return METHODS.get(kind)  # type: ignore[return-value]
+    return METHODS.get(kind)
 
 
 # Trainer arguments the evaluation loop sets itself.

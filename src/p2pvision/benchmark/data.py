@@ -3,7 +3,8 @@ the training configs) and the bundled photos (no labels, no masks: faithfulness 
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import numpy as np
 import torch
@@ -12,6 +13,11 @@ from torch.utils.data import Dataset, Subset
 
 from p2pvision.data.sources import scene_photos
 from p2pvision.errors import ConfigError
+
+if TYPE_CHECKING:
+    from p2pvision.data.builtin import SemiSyntheticDataset
+    from p2pvision.data.cifar import Cifar10Dataset
+    from p2pvision.data.folders import FileListDataset
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "china", "flower")
 
@@ -29,7 +35,8 @@ class BundledPhotos(Dataset):
         for photo in scene_photos(self.names):
             picture = Image.fromarray(photo.image)
             scale = side / min(picture.size)
-            picture = picture.resize((round(picture.width * scale), round(picture.height * scale)), Image.BICUBIC)
+            size = (round(picture.width * scale), round(picture.height * scale))
+            picture = picture.resize(size, Image.Resampling.BICUBIC)
             left, top = (picture.width - image_size) // 2, (picture.height - image_size) // 2
             picture = picture.crop((left, top, left + image_size, top + image_size))
             self.images.append(torch.from_numpy(np.array(picture)).permute(2, 0, 1).float() / 255)  # a writable copy
@@ -41,7 +48,19 @@ class BundledPhotos(Dataset):
         return {"image": self.images[index], "label": -1, "index": index}
 
 
-def open_dataset(data: dict[str, Any], split: str = "test", images: int | None = None) -> Dataset:
+class ImageSubset(Subset):
+    """Some images of an evaluation data set, with the data set's ``classes`` (None when unknown) and ``has_masks``."""
+
+    def __init__(self, dataset: Dataset, indices: Sequence[int], classes: list[str] | None, has_masks: bool) -> None:
+        super().__init__(dataset, indices)
+        self.classes, self.has_masks = classes, has_masks
+
+
+# What open_dataset gives: a sized data set with ``classes`` (None when unknown) and ``has_masks``.
+EvaluationDataset: TypeAlias = "BundledPhotos | SemiSyntheticDataset | FileListDataset | Cifar10Dataset | ImageSubset"
+
+
+def open_dataset(data: dict[str, Any], split: str = "test", images: int | None = None) -> EvaluationDataset:
     """The evaluation images of a ``data`` section (training-config fields, or ``source: photos``), at most
     ``images`` of them; the result has ``classes`` (None when unknown) and ``has_masks``."""
     from p2pvision.train.data import base_dataset
@@ -52,15 +71,13 @@ def open_dataset(data: dict[str, Any], split: str = "test", images: int | None =
         unknown = sorted(set(data) - {"source", "image_size", "names"})
         if unknown:
             raise ConfigError(f"data settings {', '.join(unknown)} do not apply to the photos: use image_size, names")
-        dataset: Dataset = BundledPhotos(int(data.get("image_size", 224)), tuple(data.get("names", PHOTOS)))
+        dataset: EvaluationDataset = BundledPhotos(int(data.get("image_size", 224)), tuple(data.get("names", PHOTOS)))
     else:
         if split not in ("train", "val", "test"):
             raise ConfigError(f"split must be train, val or test, got {split!r}")
         dataset, _ = base_dataset(experiment_from_dict({"data": data}).data, split)
-    classes, has_masks = getattr(dataset, "classes", None), bool(getattr(dataset, "has_masks", False))
     if images is not None:
         if images < 1:
             raise ConfigError(f"images must be a positive number of images, got {images}")
-        dataset = Subset(dataset, range(min(images, len(dataset))))
-    dataset.classes, dataset.has_masks = classes, has_masks  # type: ignore[attr-defined]
+        dataset = ImageSubset(dataset, range(min(images, len(dataset))), dataset.classes, bool(dataset.has_masks))
     return dataset

@@ -19,16 +19,16 @@ import warnings
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import DataLoader, Subset
 
 from p2pvision.benchmark.config import BenchmarkConfig, DatasetSpec, MethodSpec
-from p2pvision.benchmark.data import open_dataset
+from p2pvision.benchmark.data import EvaluationDataset, open_dataset
 from p2pvision.benchmark.methods import Context, Method
 from p2pvision.cache import params_key, write_json
 from p2pvision.classifier import Classifier
@@ -40,8 +40,17 @@ from p2pvision.report.examples import load_examples, save_examples
 
 CELL_FORMAT = 2  # part of every cell's key: a new record format recomputes old cells
 
+_T = TypeVar("_T")
 
-def _timed(function: Callable[[], Any], device: torch.device) -> tuple[Any, float]:
+
+@runtime_checkable
+class _Histogram(Protocol):
+    """A metric that also keeps a distribution (:meth:`~p2pvision.metrics.prediction.KeptFraction.histogram`)."""
+
+    def histogram(self) -> dict[str, list[float]]: ...
+
+
+def _timed(function: Callable[[], _T], device: torch.device) -> tuple[_T, float]:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     started = time.perf_counter()
@@ -57,7 +66,8 @@ def run_batch(
     """The method's :class:`Explanation` of a batch (its ``seconds`` the wall time of the call) and what the
     evaluation knows beside it: images, ground truth, the classifier and the time of a plain forward pass."""
     images = batch["image"].to(device)
-    explanation, explanation.seconds = _timed(lambda: method.explain(images), device)
+    explanation, seconds = _timed(lambda: method.explain(images), device)
+    explanation.seconds = seconds
     model = method.classifier
     with torch.no_grad():
         _, reference_seconds = _timed(lambda: model(images), device)
@@ -65,7 +75,7 @@ def run_batch(
     distractor = objects is not None and mask is not None and not torch.equal(objects, mask)
     truth = EvalBatch(images, labels=batch["label"].to(device) if labelled else None,
                       mask=mask.to(device) if mask is not None else None,
-                      object_mask=objects.to(device) if distractor else None, model=model,
+                      object_mask=objects.to(device) if distractor and objects is not None else None, model=model,
                       reference_seconds=reference_seconds)  # fmt: skip
     return explanation, truth
 
@@ -76,12 +86,19 @@ class EvaluationModule(L.LightningModule):
     up over processes. The outputs of the first ``stored`` images (those of this process) are kept on the CPU."""
 
     def __init__(
-        self, method: Method, metrics: list[Metric], dataset: Dataset, batch_size: int, labelled: bool, stored: int
+        self,
+        method: Method,
+        metrics: list[Metric],
+        dataset: EvaluationDataset,
+        batch_size: int,
+        labelled: bool,
+        stored: int,
     ) -> None:
         super().__init__()
         self.method, self.dataset, self.batch_size, self.labelled = method, dataset, batch_size, labelled
         self.networks = nn.ModuleList(method.networks())
-        self.metrics = nn.ModuleList(metrics)
+        self.metrics = nn.ModuleList(metrics)  # registered, so that Lightning moves their states to the device
+        self.metric_list = list(metrics)  # the same objects, typed
         self.stored = stored
         self.kept: list[dict[str, Tensor]] = []
         self.class_names: list[str] | None = None
@@ -92,7 +109,7 @@ class EvaluationModule(L.LightningModule):
 
     def test_step(self, batch: dict[str, Any], batch_index: int) -> None:
         explanation, truth = run_batch(self.method, batch, self.device, self.labelled)
-        for metric in self.metrics:
+        for metric in self.metric_list:
             if metric.applicable(explanation, truth):
                 metric.update(explanation, truth)
         world, rank = self.trainer.world_size, self.trainer.global_rank
@@ -114,7 +131,12 @@ def _device(hardware: dict[str, Any]) -> torch.device:
 
 
 def evaluate_cell(
-    method: Method, metrics: list[Metric], dataset: Dataset, config: BenchmarkConfig, labelled: bool, progress: bool
+    method: Method,
+    metrics: list[Metric],
+    dataset: EvaluationDataset,
+    config: BenchmarkConfig,
+    labelled: bool,
+    progress: bool,
 ) -> tuple[dict[str, Any], EvaluationModule]:
     """Evaluate ``metrics`` (those that apply to the method) over ``dataset``; returns the cell record and the
     module, which holds the outputs of the first ``stored_images`` images."""
@@ -150,7 +172,7 @@ def evaluate_cell(
         "device": str(device),
         "peak_memory_mb": torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None,
     }
-    histogram = next((m.histogram() for m in applicable if hasattr(m, "histogram")), None)
+    histogram = next((m.histogram() for m in applicable if isinstance(m, _Histogram)), None)
     if histogram is not None:
         record["kept_histogram"] = histogram
     return record, module
@@ -189,8 +211,9 @@ def seed_similarity(cells: list[dict[str, Any]], out: Path, params: dict[str, An
         groups[(cell["dataset"], cell["method"])].append(cell)
     rows = []
     for (dataset, method), group in groups.items():
-        maps = [load_examples(out / cell["examples"]).get("pixel_map") for cell in group]
-        if len(group) < 2 or any(m is None for m in maps):
+        stored = [load_examples(out / cell["examples"]).get("pixel_map") for cell in group]
+        maps = [m for m in stored if m is not None]
+        if len(group) < 2 or len(maps) < len(stored):
             continue
         results = []
         for i in range(len(maps)):
@@ -212,6 +235,8 @@ def _similarity_params(spec: DatasetSpec) -> dict[str, Any] | None:
     for metric in spec.metrics:
         if (metric if isinstance(metric, str) else metric.get("name")) == "map_similarity":
             built = make_metric(metric)
+            if not isinstance(built, MapSimilarity):
+                raise TypeError(f"metric map_similarity built a {type(built).__name__}, not MapSimilarity")
             return {"measures": list(built.measures), "hog_cell": built.hog_cell}
     return None
 
@@ -274,7 +299,7 @@ class _Runner:
         record.update({"key": key, "dataset": spec.name, "method": method_spec.name, "seed": seed,
                        "examples": f"{stem}.safetensors", "method_settings": method.settings,
                        "class_names": names})  # fmt: skip
-        if rank_zero_only.rank == 0:
+        if rank_zero_only.rank == 0:  # type: ignore[attr-defined]  # lightning sets rank on the function
             save_examples(module.kept, self.out / record["examples"])
             write_json(path, record)
         self.computed += 1
@@ -324,7 +349,7 @@ def run_benchmark(config: BenchmarkConfig, out: str | Path, progress: bool = Tru
         "computed": runner.computed,
         "versions": {"torch": torch.__version__},
     }  # fmt: skip
-    if rank_zero_only.rank == 0:
+    if rank_zero_only.rank == 0:  # type: ignore[attr-defined]  # lightning sets rank on the function
         write_json(out / "results.json", results)
         write_tables(results, out)
         write_report(results, out)

@@ -76,7 +76,7 @@ def evaluate_checkpoint(
         report[str(delta)] = {**cell["values"], "images": cell["images"]}
         directions.update(cell["directions"])
     write_evaluation(out, checkpoint, split, report, directions)
-    return {**report, "directions": directions}  # type: ignore[dict-item]
+    return {**report, "directions": directions}
 
 
 def write_evaluation(

@@ -26,7 +26,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor, nn
 
@@ -34,6 +34,10 @@ from p2pvision.errors import ConfigError
 from p2pvision.explanation import Explanation
 from p2pvision.registry import Registry
 from p2pvision.train.orchestrate import TrainingRuns
+
+if TYPE_CHECKING:
+    from p2pvision.models.backbones import ImageClassifier
+    from p2pvision.models.p2p.model import P2PModel
 
 METHODS: Registry[type[Method]] = Registry("benchmark method kind", package="p2pvision.benchmark")
 
@@ -93,6 +97,7 @@ class Method(ABC):
 
     kind: ClassVar[str]
     options: ClassVar[tuple[str, ...]] = ()
+    model: nn.Module  # set by load; what networks() and classifier give by default
 
     def __init__(self, name: str, spec: dict[str, Any]) -> None:
         unknown = sorted(set(spec) - set(self.options))
@@ -148,6 +153,7 @@ class P2PMethod(Method):
 
     kind = "p2p"
     options = ("checkpoint", "config", "model", "train", "delta", "tau", "search")
+    model: P2PModel
 
     def __init__(self, name: str, spec: dict[str, Any]) -> None:
         super().__init__(name, spec)
@@ -183,6 +189,7 @@ class BlackboxMethod(Method):
 
     kind = "blackbox"
     options = ("classifier", "weights", "checkpoint", "config", "train")
+    model: ImageClassifier
 
     def load(self, context: Context) -> None:
         from p2pvision.models.backbones import create_classifier, load_classifier
@@ -212,7 +219,7 @@ class ExplainerMethod(Method):
     (``removal``, ``partition`` as ``{name: grid, grid: 8}``, ``batch_size``...)."""
 
     kind = "explainer"
-    options = ("explainer", "explains", "params")
+    options: ClassVar[tuple[str, ...]] = ("explainer", "explains", "params")
 
     def __init__(self, name: str, spec: dict[str, Any]) -> None:
         super().__init__(name, spec)
