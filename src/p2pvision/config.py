@@ -428,7 +428,8 @@ def _strip(annotation: Any) -> tuple[Any, list[Any]]:
 
 
 def _field_type(info: FieldInfo) -> Any:
-    return Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    arguments = (info.annotation, *info.metadata)  # a variable: mypy reads X[(a, *b)] as 3.11's X[a, *b]
+    return Annotated[arguments] if info.metadata else info.annotation
 
 
 def _annotation_at(schema: Any, keys: Sequence[Any]) -> Any:
