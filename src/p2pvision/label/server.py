@@ -64,7 +64,7 @@ class LabelApp:
         self.store = store
         self.title = title
         store.register_tasks(tasks.values())
-        self._static = {name: resources.files("p2pvision.label").joinpath("static", name).read_bytes()
+        self._static = {name: (resources.files("p2pvision.label") / "static" / name).read_bytes()
                         for name in ("index.html", "app.js", "style.css")}  # fmt: skip
         self.allowed_hosts: set[str] | None = None  # set by make_server when listening on loopback
         self._images: dict[Path, bytes] = {}
