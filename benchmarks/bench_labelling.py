@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument("--labellers", type=int, default=20, help="concurrent labellers (default: 20)")
     parser.add_argument("--answers", type=int, default=50, help="answers per labeller (default: 50)")
     parser.add_argument("--retry-share", type=float, default=0.1, help="share of submissions sent twice (0.1)")
+    parser.add_argument("--slow", type=int, default=200,
+                        help="connections held open by slow clients during the run (default: 200)")  # fmt: skip
     parser.add_argument("--runs", type=Path, default=None, help="cluster-map folders (default: explain the photos)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
     args = parser.parse_args()
@@ -85,7 +87,7 @@ def main() -> None:
         db = scratch / "labels.sqlite"
         process, url = start_server(runs, db)
         try:
-            report = run_load(url, args.labellers, args.answers, args.retry_share)
+            report = run_load(url, args.labellers, args.answers, args.retry_share, slow=args.slow)
             with AnswerStore(db) as store:  # read beside the running server (WAL)
                 stored = {answer.answer_id: answer for answer in store.answers()}
                 rows = store.count()
@@ -108,12 +110,14 @@ def main() -> None:
         "duplicated (rows beyond answers sent)": rows - len(report.sent),
         "retries sent / answered duplicate": f"{report.retries} / {report.retries_flagged_duplicate}",
         "client errors": len(report.errors),
+        "slow connections held open during the run": f"{report.slow_connections} of {args.slow}",
         "journal mode": journal,
     }
     latency = summary["latency_ms"]
     source = f"{runs} (given)" if args.runs else f"the bundled photos (explained in {explain_seconds:.1f} s)"
     print(
-        f"{args.labellers} labellers x {args.answers} answers on {url} ({os.cpu_count()} CPUs, "
+        f"{args.labellers} labellers x {args.answers} answers, {args.slow} slow connections, on {url} "
+        f"({os.cpu_count()} CPUs, "
         f"{platform.python_implementation()} {platform.python_version()}); cluster maps of {source}\n"
     )
     print("| check | value |\n|---|---|")

@@ -8,9 +8,11 @@ import http.client
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from pathlib import Path
 
@@ -179,10 +181,60 @@ def test_api_serves_tasks_and_images_and_stores_valid_answers_once(served) -> No
     assert app.store.count() == 1
 
 
+def _raw(port: int, data: bytes, wait: float = 5.0) -> bytes:
+    """Send raw bytes and read what comes back until the server closes or ``wait`` seconds pass."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as connection:
+        connection.sendall(data)
+        received = b""
+        try:
+            while chunk := connection.recv(65536):
+                received += chunk
+        except TimeoutError:
+            pass
+    return received
+
+
+def test_hostile_requests_get_a_json_answer_and_never_hang_the_server(runs: Path, tmp_path: Path, capfd) -> None:
+    store = AnswerStore(tmp_path / "labels.sqlite")
+    app = LabelApp(load_tasks([runs]), store)
+    server = make_server(app, "127.0.0.1", 0, timeout=1.0, max_connections=4)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    url, port = server_url(server), server.server_address[1]
+    try:
+        task = json.loads(call(url, "GET", "/api/task?labeller=ann")[2])
+        good = json.dumps(answer(task_id=task["task_id"], guess=task["choices"][0])).encode()
+        head = f"POST /api/answers HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
+        # a body shorter than its Content-Length: answered 408 after the timeout, not a hung handler
+        started = time.monotonic()
+        reply = _raw(port, (head + f"Content-Length: {len(good) + 50}\r\n\r\n").encode() + good)
+        assert reply.startswith(b"HTTP/1.1 408") and b'"error"' in reply and time.monotonic() - started < 4
+        # huge integers and deep nesting are invalid answers, not crashes
+        for body in (b'{"task_id": ' + b"9" * 5000 + b"}", b"[" * 7000 + b"]" * 7000):
+            status, headers, data = call(url, "POST", "/api/answers", body, {"Content-Type": "application/json"})
+            assert status == 400 and headers["Content-Type"].startswith("application/json") and json.loads(data)
+        # strict media type and origin (scheme included)
+        assert call(url, "POST", "/api/answers", good, {"Content-Type": "application/jsonx"})[0] == 415
+        assert post(url, json.loads(good), Origin=f"https://127.0.0.1:{port}")[0] == 403
+        assert post(url, json.loads(good), Origin=f"http://127.0.0.1:{port}")[0] == 201
+        # idle connections beyond the limit: the next one is told 503 at once; once they time out, service resumes
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(4)]
+        time.sleep(0.2)
+        assert call(url, "GET", "/api/stats")[0] == 503
+        for connection in idle:
+            connection.close()
+        time.sleep(1.5)
+        assert call(url, "GET", "/api/stats")[0] == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+        store.close()
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_concurrent_labellers_lose_and_duplicate_nothing(served) -> None:
     app, url = served
-    report = run_load(url, labellers=6, answers=12, retry_share=0.25, seed=1)
-    assert report.errors == [] and len(report.sent) == 72 and report.retries > 0
+    report = run_load(url, labellers=6, answers=12, retry_share=0.25, seed=1, slow=30)  # and 30 slow clients
+    assert report.errors == [] and len(report.sent) == 72 and report.retries > 0 and report.slow_connections == 30
     assert report.retries_flagged_duplicate == report.retries
     stored = {a.answer_id: a for a in app.store.answers()}
     assert set(stored) == set(report.sent)

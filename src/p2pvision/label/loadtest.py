@@ -8,6 +8,7 @@ from __future__ import annotations
 import http.client
 import json
 import random
+import socket
 import threading
 import time
 import uuid
@@ -30,6 +31,7 @@ class LoadReport:
     retries_flagged_duplicate: int = 0
     errors: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    slow_connections: int = 0  # held open (a header line every second, never finished) during the whole run
 
     def percentile(self, q: float) -> float:
         ordered = sorted(self.latencies)
@@ -44,6 +46,7 @@ class LoadReport:
             "retries_flagged_duplicate": self.retries_flagged_duplicate,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
             "errors": len(self.errors),
+            "slow_connections_held": self.slow_connections,
             "seconds": self.seconds,
             "answers_per_second": len(self.sent) / self.seconds if self.seconds else float("nan"),
             "latency_ms": {
@@ -114,12 +117,34 @@ def _labeller(url: str, name: str, answers: int, retry_share: float, seed: int, 
         connection.close()
 
 
-def run_load(url: str, labellers: int = 20, answers: int = 50, retry_share: float = 0.1, seed: int = 0) -> LoadReport:
-    """``labellers`` concurrent labellers submit ``answers`` answers each to the app at ``url``."""
+def _slow_client(host: str, port: int, stop: threading.Event, held: list[bool], index: int) -> None:
+    """A slowloris: sends a request line, then one header line per second and never ends the request."""
+    try:
+        with socket.create_connection((host, port), timeout=5) as connection:
+            connection.sendall(f"GET /api/stats HTTP/1.1\r\nHost: {host}:{port}\r\n".encode())
+            held[index] = True
+            while not stop.wait(1.0):
+                connection.sendall(b"X-Slow: 1\r\n")
+    except OSError:
+        held[index] = False  # the server closed it (or refused it): not held for the whole run
+
+
+def run_load(
+    url: str, labellers: int = 20, answers: int = 50, retry_share: float = 0.1, seed: int = 0, slow: int = 0
+) -> LoadReport:
+    """``labellers`` concurrent labellers submit ``answers`` answers each to the app at ``url`` while ``slow``
+    other connections are held open by slow clients that never finish their request."""
     host = urlsplit(url).hostname or ""
     if not (host == "localhost" or host.startswith("127.") or host == "::1"):
         raise ValueError(f"the load test only targets this machine (loopback), not {host!r}")
     report, lock = LoadReport(), threading.Lock()
+    stop, held = threading.Event(), [False] * slow
+    slow_threads = [threading.Thread(target=_slow_client, args=(host, urlsplit(url).port, stop, held, i), daemon=True)
+                    for i in range(slow)]  # fmt: skip
+    for thread in slow_threads:
+        thread.start()
+    while slow and sum(held) < slow and any(thread.is_alive() for thread in slow_threads):
+        time.sleep(0.05)
     threads = [
         threading.Thread(
             target=_labeller, args=(url, f"loadtest-{i:02d}", answers, retry_share, seed + i, report, lock)
@@ -132,4 +157,8 @@ def run_load(url: str, labellers: int = 20, answers: int = 50, retry_share: floa
     for thread in threads:
         thread.join()
     report.seconds = time.perf_counter() - started
+    report.slow_connections = sum(held)  # still open at the end: held during the whole run
+    stop.set()
+    for thread in slow_threads:
+        thread.join()
     return report

@@ -15,11 +15,17 @@ Pages and API (JSON):
 
 Several people can label at once (one thread per connection, one SQLite connection behind a lock). Requests
 from another origin are refused, so a web page elsewhere cannot submit answers through a labeller's browser.
+
+Robustness: every connection has a read/write timeout (:data:`TIMEOUT`, so an idle or slow client, or a body
+shorter than its Content-Length, cannot hold a handler forever); at most :data:`MAX_CONNECTIONS` connections are
+served at once (more are answered 503 with Retry-After and closed); bodies are at most :data:`MAX_BODY` bytes of
+``application/json``; any failure is answered with a JSON 4xx/5xx and logged in one line, never a traceback.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import sys
 import threading
 import time
@@ -42,6 +48,8 @@ from p2pvision.inv.answers import (
 from p2pvision.label.store import AnswerConflict, AnswerStore
 
 MAX_BODY = 16 * 1024
+TIMEOUT = 10.0  # seconds a connection may stay silent (idle keep-alive, slow headers or body)
+MAX_CONNECTIONS = 256  # connections served at once: 20 labellers and hundreds of idle ones fit
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
     "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'",
@@ -123,8 +131,28 @@ class LabelApp:
 class LabelHandler(BaseHTTPRequestHandler):
     server_version = "p2pvision-label"
     protocol_version = "HTTP/1.1"
+    timeout = TIMEOUT
     app: LabelApp
     quiet = True
+
+    def handle_one_request(self) -> None:
+        """One request; whatever goes wrong is answered with JSON (when the connection still allows it) and
+        logged in one line."""
+        try:
+            super().handle_one_request()  # a silent request line times out there: the connection is closed
+        except (ConnectionError, BrokenPipeError):
+            self.close_connection = True
+        except Exception as exc:  # noqa: BLE001 - the server must answer and keep serving whatever happens
+            self._fail(HTTPStatus.INTERNAL_SERVER_ERROR, f"{type(exc).__name__}: {exc}")
+
+    def _fail(self, status: HTTPStatus, message: str) -> None:
+        sys.stderr.write(f"p2pvision label: {self.command or '-'} {(self.path or '-')[:100]} -> {status.value}: "
+                         f"{message}\n")  # fmt: skip
+        self.close_connection = True
+        try:
+            self._error(status, message if status < 500 else "internal error (logged on the server)")
+        except OSError:
+            pass
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
         if not self.quiet:
@@ -157,10 +185,11 @@ class LabelHandler(BaseHTTPRequestHandler):
         return (self.headers.get("Host") or "").lower() in allowed
 
     def _same_origin(self) -> bool:
+        """No Origin (not a browser's cross-site request) or exactly this server's origin, scheme included."""
         origin = self.headers.get("Origin")
         if origin is None:
             return True
-        return urlsplit(origin).netloc == (self.headers.get("Host") or "")
+        return origin.lower() == f"http://{self.headers.get('Host') or ''}".lower()
 
     # -- routes --------------------------------------------------------------------------------------------
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
@@ -209,7 +238,8 @@ class LabelHandler(BaseHTTPRequestHandler):
         if not (self._host_allowed() and self._same_origin()):
             self._error(HTTPStatus.FORBIDDEN, "answers are accepted from this app's own page only")
             return
-        if not (self.headers.get("Content-Type") or "").startswith("application/json"):
+        media_type = (self.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+        if media_type != "application/json":
             self._error(HTTPStatus.UNSUPPORTED_MEDIA_TYPE, "send answers as application/json")
             return
         try:
@@ -222,23 +252,73 @@ class LabelHandler(BaseHTTPRequestHandler):
             self._error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE, f"an answer is at most {MAX_BODY} bytes")
             return
         try:
-            payload = json.loads(self.rfile.read(length).decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            self._error(HTTPStatus.BAD_REQUEST, "the body is not valid UTF-8 JSON")
+            body = self.rfile.read(length)
+        except TimeoutError:  # a body shorter than its Content-Length
+            self._fail(HTTPStatus.REQUEST_TIMEOUT, f"the body stopped for {self.timeout:g} s: request abandoned")
+            return
+        if len(body) < length:
+            self.close_connection = True
+            self._error(HTTPStatus.BAD_REQUEST, f"the body ended after {len(body)} of {length} bytes")
+            return
+        try:
+            payload = json.loads(body.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError):  # invalid JSON, huge integers, deep nesting
+            self._error(HTTPStatus.BAD_REQUEST, "the body is not a valid UTF-8 JSON answer")
             return
         status, data = self.app.submit(payload)
         self._json(status, data)
 
 
 class LabelServer(ThreadingHTTPServer):
+    """One thread per connection, at most :data:`MAX_CONNECTIONS` at once; errors are logged in one line."""
+
     daemon_threads = True
     request_queue_size = 128  # many labellers connecting at once
 
+    def __init__(self, *args: Any, max_connections: int = MAX_CONNECTIONS, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.slots = threading.BoundedSemaphore(max_connections)
 
-def make_server(app: LabelApp, host: str = "127.0.0.1", port: int = 0, quiet: bool = True) -> LabelServer:
-    """A server bound to ``host:port`` (port 0: a free port; read it from ``server.server_address``)."""
-    handler = type("BoundLabelHandler", (LabelHandler,), {"app": app, "quiet": quiet})
-    server = LabelServer((host, port), handler)
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self._refuse(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def _refuse(self, request: socket.socket) -> None:
+        body = json.dumps({"error": "the server is busy: retry in a second"}).encode()
+        head = (f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nRetry-After: 1\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()  # fmt: skip
+        try:
+            request.settimeout(1.0)
+            request.sendall(head + body)
+        except OSError:
+            pass
+        self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        sys.stderr.write(f"p2pvision label: connection from {client_address[0]} failed: {type(exc).__name__}: {exc}\n")
+
+
+def make_server(
+    app: LabelApp, host: str = "127.0.0.1", port: int = 0, quiet: bool = True, timeout: float = TIMEOUT,
+    max_connections: int = MAX_CONNECTIONS,
+) -> LabelServer:  # fmt: skip
+    """A server bound to ``host:port`` (port 0: a free port; read it from ``server.server_address``), with a
+    per-connection ``timeout`` in seconds and at most ``max_connections`` connections served at once."""
+    handler = type("BoundLabelHandler", (LabelHandler,), {"app": app, "quiet": quiet, "timeout": timeout})
+    server = LabelServer((host, port), handler, max_connections=max_connections)
     bound = server.server_address[1]
     if host in ("localhost", "::1") or host.startswith("127."):
         app.allowed_hosts = {f"{name}:{bound}" for name in ("127.0.0.1", "localhost", "[::1]", host)}
