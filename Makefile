@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt
 	  echo "note: fast-slic did not build; p2pvision falls back to scikit-image SLIC"
 	@touch $(STAMP)
 
-# The test tools (pytest, ruff, reference libraries, Playwright) come on top, only for `make test`.
+# The test tools (pytest, ruff, mypy, reference libraries, Playwright) come on top, only for `make test`.
 $(TEST_STAMP): $(STAMP)
 	$(BIN)/pip install $(PIP_FLAGS) -e ".[test]"
 	$(BIN)/pip install $(PIP_FLAGS) --no-deps "quantus==0.6.0"
@@ -32,10 +32,11 @@ demo: $(STAMP)
 test: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_regions.py
 
 clean:
-	rm -rf $(VENV) results build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) results build src/*.egg-info .pytest_cache .mypy_cache
