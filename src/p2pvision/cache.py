@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Iterator
@@ -55,15 +56,28 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.stem}.", suffix=f".tmp{final.suffix}", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
-    tmp.chmod(0o666 & ~_UMASK)  # mkstemp creates 0600; results should have the usual permissions
     try:
         yield tmp
+        # mkstemp creates 0600, and some writers (safetensors) create the file anew: results get the usual
+        # permissions (0666 less the umask) when they are renamed into place
+        tmp.chmod(0o666 & ~_UMASK)
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
 
 
+def strict_json(value: Any) -> Any:
+    """``value`` with every non-finite float (NaN, infinities) replaced by None: valid JSON, which has none."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(item) for item in value]
+    return value
+
+
 def write_json(path: str | os.PathLike[str], data: Any) -> None:
-    """Write JSON atomically (indent 2, sorted keys)."""
+    """Write strict JSON atomically (indent 2, sorted keys; NaN and infinities as null)."""
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        tmp.write_text(json.dumps(strict_json(data), indent=2, sort_keys=True, allow_nan=False) + "\n")

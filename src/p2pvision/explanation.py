@@ -9,7 +9,6 @@ consume it there); it becomes CPU tensors, JSON or a file only at the edge (:met
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +21,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from p2pvision.cache import atomic_path
+from p2pvision.cache import atomic_path, strict_json
 from p2pvision.errors import WeightsError
 from p2pvision.regions.masks import hard_keep
 
@@ -173,11 +172,11 @@ class Explanation:
         for key, value in self.extras.items():
             if value.ndim <= 2:  # per-image numbers and vectors; matrices (embeddings...) stay in saved files
                 record[key] = value[index].tolist()
-        return _finite(record)
+        return strict_json(record)
 
     def to_json(self, class_names: Sequence[str] | None = None) -> dict[str, Any]:
         """Strict-JSON dict: method, parameters, batch cost and one :meth:`record` per image."""
-        return {"method": self.method, "params": _finite(self.params), "seconds": self.seconds,
+        return {"method": self.method, "params": strict_json(self.params), "seconds": self.seconds,
                 "images": [self.record(i, class_names) for i in range(len(self))]}  # fmt: skip
 
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -234,14 +233,4 @@ def resolve_target(target: int | Tensor | None, predicted: Tensor) -> Tensor:
 
 def _pad(tensor: Tensor, slots: int, fill: float) -> Tensor:
     return torch.nn.functional.pad(tensor, (0, slots - tensor.shape[1]), value=fill)
-
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    return value
 

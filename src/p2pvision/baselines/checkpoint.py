@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import torch
-from safetensors.torch import load_model, save_model
+from safetensors.torch import save_model
 
 from p2pvision.cache import atomic_path, write_json
-from p2pvision.errors import WeightsError
+from p2pvision.errors import P2PVisionError, WeightsError
 from p2pvision.models.p2p.config import P2PConfig
+from p2pvision.models.weights import CONFIG_FILE, checkpoint_folder, config_error, load_weights, read_config
 
 if TYPE_CHECKING:
     from p2pvision.baselines.pixel_mask import PixelMaskClassifier
@@ -49,23 +49,19 @@ def save_baseline(model: Baseline, folder: str | os.PathLike[str], extra: dict[s
 
 
 def load_baseline(folder: str | os.PathLike[str], device: str | torch.device = "cpu") -> Baseline:
-    """Load a baseline saved by :func:`save_baseline`, in eval mode."""
-    folder = Path(folder)
-    config_file = folder / "config.json"
-    if not (config_file.is_file() and (folder / "model.safetensors").is_file()):
-        raise WeightsError(f"'{folder}' is not a baseline checkpoint: expected config.json and model.safetensors")
-    meta = json.loads(config_file.read_text())
+    """Load a baseline saved by :func:`save_baseline`, in eval mode (every failure one line; see
+    :mod:`p2pvision.models.weights`)."""
+    folder = checkpoint_folder(folder, "baseline", "'p2pvision train' with train.mode=<baseline>")
+    meta = read_config(folder, FORMAT)
     classes = baseline_classes()
-    if meta.get("format") != FORMAT or meta.get("kind") not in classes:
-        raise WeightsError(f"'{config_file}' describes format '{meta.get('format')}' kind '{meta.get('kind')}', not "
-                           f"a baseline ({FORMAT}: {', '.join(classes)})")  # fmt: skip
-    config = P2PConfig.from_dict(meta["config"])
+    if meta.get("kind") not in classes:
+        raise WeightsError(f"'{folder / CONFIG_FILE}' describes baseline kind {meta.get('kind')!r}, not one of "
+                           f"{', '.join(classes)}")  # fmt: skip
+    try:
+        config = P2PConfig.from_dict(meta["config"])
+    except (P2PVisionError, KeyError, TypeError, ValueError) as exc:
+        raise config_error(folder, exc) from None
     model = classes[meta["kind"]](dataclasses.replace(config, classifier_weights=None, selector_weights=None))
     model.config = config
-    try:
-        load_model(model, str(folder / "model.safetensors"), strict=True, device=str(device))
-    except RuntimeError as exc:
-        raise WeightsError(
-            f"weights in '{folder}' do not fit their config.json: {' '.join(str(exc).split())[:300]}"
-        ) from exc
+    load_weights(model, folder, device)
     return model.to(device).eval()

@@ -286,19 +286,16 @@ def save_classifier(classifier: ImageClassifier, name: str, folder: str | os.Pat
 
 
 def load_classifier(folder: str | os.PathLike[str]) -> ImageClassifier:
-    """Load a classifier saved by :func:`save_classifier`."""
-    import json
+    """Load a classifier saved by :func:`save_classifier` (every failure one line; see
+    :mod:`p2pvision.models.weights`)."""
+    from p2pvision.models.weights import check_finite, checkpoint_folder, config_error, read_config
 
-    folder = Path(folder)
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise WeightsError(f"'{folder}' is not a classifier checkpoint: expected config.json and model.safetensors")
-    meta = json.loads(config_file.read_text())
-    if meta.get("format") != CLASSIFIER_FORMAT:
-        raise WeightsError(f"'{config_file}' describes format '{meta.get('format')}', not '{CLASSIFIER_FORMAT}'")
-    return create_classifier(
-        meta["name"],
-        weights=folder / "model.safetensors",
-        num_classes=meta["num_classes"],
-        class_names=meta["class_names"],
-    )
+    folder = checkpoint_folder(folder, "classifier", "'p2pvision train' with train.mode=classifier")
+    meta = read_config(folder, CLASSIFIER_FORMAT)
+    try:
+        classifier = create_classifier(meta["name"], weights=folder / "model.safetensors",
+                                       num_classes=meta["num_classes"], class_names=meta["class_names"])  # fmt: skip
+    except (KeyError, TypeError) as exc:
+        raise config_error(folder, exc) from None
+    check_finite(classifier, folder)
+    return classifier
