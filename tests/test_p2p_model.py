@@ -210,7 +210,7 @@ def test_checkpoint_round_trip_and_clear_errors(model, batch, tmp_path):
     meta = json.loads((folder / "config.json").read_text())
     for change, fragment in [
         ({"format_version": 99}, "format version 99"),
-        ({"format": "something"}, "not a P2P model"),
+        ({"format": "something"}, "describes format 'something', not 'p2pvision-p2p'"),
         ({"config": {**meta["config"], "classifier": "test_efficientnet"}}, "do not fit the architecture"),
         ({"config": {**meta["config"], "num_classes": 7, "class_names": None}}, "do not fit the architecture"),
     ]:
