@@ -102,7 +102,7 @@ def run_demo(plan: DemoPlan) -> DemoResult:
         with atomic_path(path) as tmp:
             Image.fromarray(picture).save(tmp)
         paths.append(path)
-    records = predict_files(model, paths, out / "predictions", progress=False)
+    records, _ = predict_files(model, paths, out / "predictions", progress=False)  # the demo's own images
     generation = test.dataset.data.config
     sheet = write_contact_sheet(generation, "object", "train", out / "contact_sheet.png")
     correct = sum(r["class"] in Path(r["file"]).stem for r in records)

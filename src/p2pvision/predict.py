@@ -13,6 +13,7 @@ from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from p2pvision.cache import write_json
+from p2pvision.errors import P2PVisionError
 from p2pvision.explanation import Explanation
 from p2pvision.io import load_image, pil_to_tensor
 from p2pvision.models.p2p.model import P2PModel
@@ -53,19 +54,33 @@ def predict_files(
     tau: float | None = None,
     batch_size: int = 16,
     progress: bool = True,
-) -> list[dict]:
-    """Explain every image in ``paths``; write ``<stem>.png`` figures and ``predictions.json`` under ``out``."""
+) -> tuple[list[dict], list[tuple[str, str]]]:
+    """Explain every image in ``paths``; write ``<stem>.png`` figures and ``predictions.json`` under ``out``.
+
+    Each file stands on its own: one that cannot be read is skipped (the others get their full output). Returns
+    the records written and the failures as ``(file, one-line reason)``."""
     out = Path(out)
     records: list[dict] = []
+    failures: list[tuple[str, str]] = []
     size = model.config.image_size
     for start in tqdm(range(0, len(paths), batch_size), desc="predicting", unit="batch", disable=not progress):
-        chunk = [Path(p) for p in paths[start : start + batch_size]]
-        images = torch.stack([prepare_image(path, size) for path in chunk])
-        result = model.explain(images, delta=delta, tau=tau).cpu()
-        for index, path in enumerate(chunk):
-            picture = (images[index].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            figure = out / f"{start + index:04d}_{path.stem}.png"
+        chunk, images = [], []
+        for offset, name in enumerate(paths[start : start + batch_size]):
+            try:
+                images.append(prepare_image(name, size))
+            except P2PVisionError as exc:
+                failures.append((str(name), str(exc)))
+                continue
+            chunk.append((start + offset, Path(name)))
+        if not chunk:
+            continue
+        batch = torch.stack(images)
+        result = model.explain(batch, delta=delta, tau=tau).cpu()
+        for index, (number, path) in enumerate(chunk):
+            picture = (batch[index].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+            figure = out / f"{number:04d}_{path.stem}.png"
             explanation_figure(picture, result, index, path.name, figure, model.class_names)
             records.append({"file": str(path), "figure": str(figure), **p2p_record(result, index, model.class_names)})
-    write_json(out / "predictions.json", records)
-    return records
+    if records:
+        write_json(out / "predictions.json", records)
+    return records, failures

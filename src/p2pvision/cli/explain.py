@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from p2pvision.errors import ConfigError
+from p2pvision.errors import ConfigError, P2PVisionError
 from p2pvision.models.loading import DEFAULT_MODEL
 
 
@@ -170,6 +170,7 @@ def run_explain(args: argparse.Namespace) -> int:
     import torch
 
     from p2pvision.cache import atomic_path, write_json
+    from p2pvision.cli.inputs import report_failures
     from p2pvision.explain import EXPLAINERS
     from p2pvision.io import load_image
     from p2pvision.report.overlays import explanation_overlay
@@ -184,9 +185,14 @@ def run_explain(args: argparse.Namespace) -> int:
     used: set[str] = set()
     total = len(args.images)
     print(f"explaining {total} image(s) with {explainer.name} on {args.model} ({device}); results go to {out}")
+    failures: list[tuple[str, str]] = []
     for number, name in enumerate(args.images, start=1):
         path = Path(name)
-        image = model.preprocess(load_image(path)).unsqueeze(0).to(device)
+        try:
+            image = model.preprocess(load_image(path)).unsqueeze(0).to(device)
+        except P2PVisionError as exc:  # this file is skipped; the others get their output
+            failures.append((name, str(exc)))
+            continue
         started = time.perf_counter()
         result = explainer.explain(image, args.target)
         stem = _output_stem(path, used)
@@ -200,5 +206,6 @@ def run_explain(args: argparse.Namespace) -> int:
             f"[{number}/{total}] {path.name}: {record['target_name']} - {record['cost']['evaluations']:.0f} "
             f"model evaluations, {time.perf_counter() - started:.1f} s -> {png_path}"
         )
-    print(f"wrote {total} overlay(s) and JSON record(s) to {out.resolve()}")
-    return 0
+    if len(failures) < total:
+        print(f"wrote {total - len(failures)} overlay(s) and JSON record(s) to {out.resolve()}")
+    return report_failures(failures, total)

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from p2pvision.cli.explain import add_model_arguments
+from p2pvision.errors import P2PVisionError
 
 
 def add_inv_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -68,6 +69,7 @@ def run_explain(args: argparse.Namespace) -> int:
     import torch
 
     from p2pvision.cli.explain import load_model_from_args
+    from p2pvision.cli.inputs import report_failures
     from p2pvision.inv.clustermaps import InvConfig, cluster_maps
     from p2pvision.inv.runs import save_cluster_maps
     from p2pvision.io import load_image
@@ -78,9 +80,14 @@ def run_explain(args: argparse.Namespace) -> int:
     paths = [Path(image) for image in args.images]
     out = Path(args.out)
     print(f"INV cluster maps of {len(paths)} image(s) on {name} ({device}); results go to {out}")
+    failures: list[tuple[str, str]] = []
     for number, (path, stem) in enumerate(zip(paths, _output_names(paths)), start=1):
         started = time.perf_counter()
-        image = model.preprocess(load_image(path))
+        try:
+            image = model.preprocess(load_image(path))
+        except P2PVisionError as exc:  # this file is skipped; the others get their output
+            failures.append((str(path), str(exc)))
+            continue
         result = cluster_maps(model, image, args.target, args.layers, config)
         folder = save_cluster_maps(result, out / stem, model.class_names, str(path), name)
         layers = ", ".join(f"{x.layer}: {len(x.kept_clusters)}/{len(x.clusters)}" for x in result.layers)
@@ -88,8 +95,9 @@ def run_explain(args: argparse.Namespace) -> int:
             f"[{number}/{len(paths)}] {path.name}: {result.target_name} (p={result.probability:.2f}); kept/all "
             f"clusters {layers}; {time.perf_counter() - started:.1f} s -> {folder / 'overview.png'}"
         )
-    print(f"label them with: p2pvision label serve {out}")
-    return 0
+    if len(failures) < len(paths):
+        print(f"label them with: p2pvision label serve {out}")
+    return report_failures(failures, len(paths))
 
 
 def run_global(args: argparse.Namespace) -> int:

@@ -20,20 +20,23 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from p2pvision.cli.inputs import report_failures
     from p2pvision.models.p2p.checkpoint import load_p2p
     from p2pvision.predict import predict_files
 
     model = load_p2p(args.checkpoint)
-    records = predict_files(model, args.images, args.out, delta=args.delta, tau=args.tau)
-    print(f"{'file':<32} {'class':<16} {'conf':>6} {'tau':>5} {'kept':>6}")
+    records, failures = predict_files(model, args.images, args.out, delta=args.delta, tau=args.tau)
+    if records:
+        print(f"{'file':<32} {'class':<16} {'conf':>6} {'tau':>5} {'kept':>6}")
     for record in records:
         name = Path(record["file"]).name[:32]
         print(
             f"{name:<32} {record['class'][:16]:<16} {record['confidence']:>6.3f} {record['tau']:>5.2f} "
             f"{record['kept_fraction']:>6.1%}"
         )
-    print(f"figures and predictions.json: {Path(args.out).resolve()}")
-    return 0
+    if records:
+        print(f"figures and predictions.json: {Path(args.out).resolve()}")
+    return report_failures(failures, len(args.images))
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -1,0 +1,69 @@
+"""Bad inputs among good ones: every command that takes many files gives the good files their full output, lists
+each bad one in one line (file, reason) and exits 1 (2 when every input failed); no hidden or partial files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from p2pvision.cli import main
+from p2pvision.models.p2p import P2PConfig, P2PModel, save_p2p
+
+TINY = {"num_classes": 10, "image_size": 32, "classifier": "test_resnet", "selector_backbone": "test_resnet",
+        "selector_levels": (1, 2), "head_channels": 8, "max_regions": 16,
+        "partition": {"name": "grid", "grid": 4}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory) -> Path:
+    torch.manual_seed(0)
+    return save_p2p(P2PModel(P2PConfig(**TINY)), tmp_path_factory.mktemp("ckpt") / "model")
+
+
+@pytest.fixture()
+def files(tmp_path: Path) -> dict[str, Path]:
+    good = tmp_path / "good.png"
+    Image.fromarray((np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)).save(good)
+    truncated = tmp_path / "truncated.png"
+    truncated.write_bytes(good.read_bytes()[:60])
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    return {"good": good, "truncated": truncated, "empty": empty, "missing": tmp_path / "missing.png"}
+
+
+def no_hidden_files(folder: Path) -> bool:
+    return not [path for path in folder.rglob("*") if path.name.startswith(".")]
+
+
+def check_failures(err: str, bad: list[str], total: int) -> None:
+    lines = [line for line in err.splitlines() if line.startswith("p2pvision")]  # not the progress bar
+    assert "Traceback" not in err
+    assert len(lines) == len(bad) + (1 if len(bad) < total else 0)
+    for name in bad:
+        assert sum(name in line and line.startswith("p2pvision: error:") for line in lines) == 1, name
+
+
+def test_predict_keeps_the_good_files_and_lists_the_bad(checkpoint, files, tmp_path, capsys) -> None:
+    out = tmp_path / "pred"
+    names = [files["good"], files["truncated"], files["empty"], files["missing"]]
+    assert main(["predict", str(checkpoint), *map(str, names), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    check_failures(err, ["truncated.png", "empty.jpg", "missing.png"], 4)
+    records = json.loads((out / "predictions.json").read_text())
+    assert [Path(r["file"]).name for r in records] == ["good.png"] and Path(records[0]["figure"]).is_file()
+    assert no_hidden_files(out)
+    assert main(["predict", str(checkpoint), str(files["empty"]), "--out", str(tmp_path / "none")]) == 2
+
+
+def test_explain_keeps_the_good_files_and_lists_the_bad(files, tmp_path, capsys) -> None:
+    out = tmp_path / "explain"
+    names = [files["truncated"], files["good"], files["missing"]]
+    options = ["--method", "grad_cam", "--model", "test_resnet", "--weights", "none", "--out", str(out)]
+    assert main(["explain", *map(str, names), *options]) == 1
+    check_failures(capsys.readouterr().err, ["truncated.png", "missing.png"], 3)
+    assert sorted(path.name for path in out.iterdir()) == ["good.grad_cam.json", "good.grad_cam.png"]
