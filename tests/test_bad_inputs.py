@@ -4,6 +4,11 @@ each bad one in one line (file, reason) and exits 1 (2 when every input failed);
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +72,24 @@ def test_explain_keeps_the_good_files_and_lists_the_bad(files, tmp_path, capsys)
     assert main(["explain", *map(str, names), *options]) == 1
     check_failures(capsys.readouterr().err, ["truncated.png", "missing.png"], 3)
     assert sorted(path.name for path in out.iterdir()) == ["good.grad_cam.json", "good.grad_cam.png"]
+
+
+def test_sigterm_keeps_the_finished_outputs_and_their_index(checkpoint, files, tmp_path) -> None:
+    photos = []
+    for number in range(96):
+        path = tmp_path / f"photo{number:02d}.png"
+        path.write_bytes(files["good"].read_bytes())
+        photos.append(str(path))
+    out = tmp_path / "pred"
+    process = subprocess.Popen([sys.executable, "-m", "p2pvision.cli", "predict", str(checkpoint), *photos,
+                                "--out", str(out)], stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not list(out.glob("0000_*.png")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    err = process.communicate(timeout=60)[1]
+    assert process.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err
+    records = json.loads((out / "predictions.json").read_text())
+    assert 1 <= len(records) < 96 and all(Path(record["figure"]).is_file() for record in records)
+    assert no_hidden_files(out)

@@ -63,24 +63,27 @@ def predict_files(
     records: list[dict] = []
     failures: list[tuple[str, str]] = []
     size = model.config.image_size
-    for start in tqdm(range(0, len(paths), batch_size), desc="predicting", unit="batch", disable=not progress):
-        chunk, images = [], []
-        for offset, name in enumerate(paths[start : start + batch_size]):
-            try:
-                images.append(prepare_image(name, size))
-            except P2PVisionError as exc:
-                failures.append((str(name), str(exc)))
+    try:
+        for start in tqdm(range(0, len(paths), batch_size), desc="predicting", unit="batch", disable=not progress):
+            chunk, images = [], []
+            for offset, name in enumerate(paths[start : start + batch_size]):
+                try:
+                    images.append(prepare_image(name, size))
+                except P2PVisionError as exc:
+                    failures.append((str(name), str(exc)))
+                    continue
+                chunk.append((start + offset, Path(name)))
+            if not chunk:
                 continue
-            chunk.append((start + offset, Path(name)))
-        if not chunk:
-            continue
-        batch = torch.stack(images)
-        result = model.explain(batch, delta=delta, tau=tau).cpu()
-        for index, (number, path) in enumerate(chunk):
-            picture = (batch[index].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-            figure = out / f"{number:04d}_{path.stem}.png"
-            explanation_figure(picture, result, index, path.name, figure, model.class_names)
-            records.append({"file": str(path), "figure": str(figure), **p2p_record(result, index, model.class_names)})
-    if records:
-        write_json(out / "predictions.json", records)
+            batch = torch.stack(images)
+            result = model.explain(batch, delta=delta, tau=tau).cpu()
+            for index, (number, path) in enumerate(chunk):
+                picture = (batch[index].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                figure = out / f"{number:04d}_{path.stem}.png"
+                explanation_figure(picture, result, index, path.name, figure, model.class_names)
+                record = p2p_record(result, index, model.class_names)
+                records.append({"file": str(path), "figure": str(figure), **record})
+    finally:  # also when interrupted: predictions.json lists every image finished
+        if records:
+            write_json(out / "predictions.json", records)
     return records, failures

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import platform
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from p2pvision.cli.benchmark import add_benchmark_command
 from p2pvision.cli.data import add_data_command
 from p2pvision.cli.explain import add_explain_command
+from p2pvision.cli.inputs import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED
 from p2pvision.cli.inv import add_inv_commands
 from p2pvision.cli.label import add_label_commands
 from p2pvision.cli.train import add_checkpoint_commands, add_train_command
@@ -79,14 +82,32 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (what schedulers and ``docker stop`` send), raised where the program is, like Ctrl-C: temporary
+    files are removed and the index of what was finished is written on the way out."""
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise Terminated
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``p2pvision`` console script. User errors print one line and exit with code 2."""
+    """Entry point of the ``p2pvision`` console script. User errors print one line and exit with code 2; the exit
+    codes are listed in :mod:`p2pvision.cli.inputs`."""
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
         return args.run(args)
     except P2PVisionError as exc:
         print(f"p2pvision: error: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_ERROR
+    except Terminated:
+        print("p2pvision: terminated (SIGTERM); finished outputs are kept", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("p2pvision: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
