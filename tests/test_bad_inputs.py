@@ -93,3 +93,43 @@ def test_sigterm_keeps_the_finished_outputs_and_their_index(checkpoint, files, t
     records = json.loads((out / "predictions.json").read_text())
     assert 1 <= len(records) < 96 and all(Path(record["figure"]).is_file() for record in records)
     assert no_hidden_files(out)
+
+
+def bad_number_cases(checkpoint: Path, image: Path, folder: Path, a_file: Path) -> list[list[str]]:
+    explain = ["explain", str(image), "--method", "grad_cam", "--model", "test_resnet", "--weights", "none"]
+    return [
+        ["predict", str(checkpoint), str(image), "--delta", "5"],
+        ["predict", str(checkpoint), str(image), "--delta", "abc"],
+        ["predict", str(checkpoint), str(image), "--tau", "-1"],
+        ["predict", str(checkpoint), str(image), "--tau", "nan"],
+        ["predict", str(checkpoint), str(image), "--out", str(a_file)],
+        ["evaluate", str(checkpoint), "--delta", "0.9", "1.5"],
+        ["evaluate", str(checkpoint), "--images", "0"],
+        [*explain, "--target", "-3"],
+        [*explain, "--target", "5000"],
+        [*explain, "--device", "cuda:7"],
+        [*explain, "--device", "toaster"],
+        [*explain, "--grid", "0"],
+        [*explain, "--out", str(a_file)],
+        ["data", "sheet", "--count", "-4", "--out", str(folder / "sheet.png")],
+        ["data", "semisynthetic", "--n", "0"],
+        ["data", "inspect", "imagefolder", str(folder), "--sample", "-3"],
+        ["label", "serve", str(folder), "--port", "70000"],
+        ["train", "--config", "demo", "--out", str(a_file)],
+        ["benchmark", "--config", "cpu", "--out", str(a_file / "inside")],
+    ]
+
+
+def test_bad_numbers_and_output_paths_are_one_line_before_any_work(checkpoint, files, tmp_path, capsys) -> None:
+    folder = tmp_path / "inputs"
+    folder.mkdir()
+    a_file = tmp_path / "a_file.txt"
+    a_file.write_text("keep me")
+    for argv in bad_number_cases(checkpoint, files["good"], folder, a_file):
+        code = main(argv)
+        err = capsys.readouterr().err
+        lines = [line for line in err.splitlines() if line.strip()]
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("p2pvision: error:"), (argv, err)
+        assert "Traceback" not in err
+    assert a_file.read_text() == "keep me" and not list(folder.iterdir())
+    assert not (tmp_path / "results").exists()

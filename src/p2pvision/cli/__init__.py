@@ -9,10 +9,11 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from p2pvision.cli.arguments import Parser
 from p2pvision.cli.benchmark import add_benchmark_command
 from p2pvision.cli.data import add_data_command
 from p2pvision.cli.explain import add_explain_command
-from p2pvision.cli.inputs import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_TERMINATED
+from p2pvision.cli.inputs import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
 from p2pvision.cli.inv import add_inv_commands
 from p2pvision.cli.label import add_label_commands
 from p2pvision.cli.train import add_checkpoint_commands, add_train_command
@@ -65,7 +66,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from p2pvision import __version__
 
-    parser = argparse.ArgumentParser(prog="p2pvision", description=__doc__)
+    parser = Parser(prog="p2pvision", description=__doc__)
     parser.add_argument("--version", action="version", version=f"p2pvision {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -94,7 +95,10 @@ def _terminate(_signum: int, _frame: object) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``p2pvision`` console script. User errors print one line and exit with code 2; the exit
     codes are listed in :mod:`p2pvision.cli.inputs`."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, --version, or a wrong argument (one line, code 2)
+        return stop.code if isinstance(stop.code, int) else EXIT_OK
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from p2pvision.cli.arguments import output_folder
+
 
 def add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``benchmark`` subcommand (building the parser imports nothing heavy)."""
@@ -16,9 +18,16 @@ def add_benchmark_command(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--config", required=True, help="benchmark YAML, or a shipped name (cpu, cifar10, ...)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. seeds=[0] batch_size=16")
-    parser.add_argument("--out", default=None, help="output folder (default: results/benchmark-<name>)")
-    parser.add_argument("--datasets", nargs="+", metavar="NAME", help="only these data sets (e.g. one per process, "
-                        "1 thread each; run again without it to put every data set in the tables and report)")
+    parser.add_argument(
+        "--out", default=None, type=output_folder, help="output folder (default: results/benchmark-<name>)"
+    )
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        metavar="NAME",
+        help="only these data sets (e.g. one per process, "
+        "1 thread each; run again without it to put every data set in the tables and report)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run_benchmark_command)
 

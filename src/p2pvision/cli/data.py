@@ -7,16 +7,19 @@ import math
 import time
 from pathlib import Path
 
+from p2pvision.cli.arguments import non_negative_int, output_file, output_folder, positive_int
 from p2pvision.data.local import FORMATS
 
 
 def _add_semisynthetic_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("built-in semi-synthetic data set")
     group.add_argument("--task", choices=["object", "scene"], default="object", help="labelling (default: object)")
-    group.add_argument("--size", type=int, default=64, help="image side in pixels (default: 64; 224 works)")
-    group.add_argument("--n", type=int, default=10000, help="images in all splits, 80/10/10 (default: 10000)")
+    group.add_argument("--size", type=positive_int, default=64, help="image side in pixels (default: 64; 224 works)")
+    group.add_argument("--n", type=positive_int, default=10000, help="images in all splits, 80/10/10 (default: 10000)")
     for split in ("train", "val", "test"):
-        group.add_argument(f"--n-{split}", type=int, default=None, help=f"images in the {split} split (overrides --n)")
+        group.add_argument(
+            f"--n-{split}", type=positive_int, default=None, help=f"images in the {split} split (overrides --n)"
+        )
     group.add_argument(
         "--scale", type=float, nargs=2, default=(1 / math.sqrt(3), 1 / math.sqrt(2)), metavar=("LOW", "HIGH"),
         help="object side / image side range (default: 0.577 0.707, as in BAM)",
@@ -25,7 +28,7 @@ def _add_semisynthetic_arguments(parser: argparse.ArgumentParser) -> None:
         "--objects", choices=["mnist", "fashion"], default="mnist",
         help="object source: bundled MNIST digits (default) or Fashion-MNIST (apt-get install dataset-fashion-mnist)",
     )  # fmt: skip
-    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--seed", type=non_negative_int, default=0)
 
 
 def _semisynthetic_config(args: argparse.Namespace):
@@ -123,15 +126,15 @@ def add_data_command(commands: argparse._SubParsersAction) -> None:
     )
     generate.set_defaults(run=cmd_data_semisynthetic)
     export = data_commands.add_parser("export", parents=[common], help="export as ImageFolder + masks folder")
-    export.add_argument("--out", required=True, help="folder to write (must be empty or absent)")
+    export.add_argument("--out", required=True, type=output_folder, help="folder to write (must be empty or absent)")
     export.add_argument("--overwrite", action="store_true", help="replace a non-empty --out folder")
     export.set_defaults(run=cmd_data_export)
     sheet = data_commands.add_parser(
         "sheet", parents=[common], help="contact sheet PNG with masks and region boundaries"
     )
     sheet.add_argument("--split", choices=["train", "val", "test"], default="train")
-    sheet.add_argument("--count", type=int, default=32, help="images on the sheet (default: 32)")
-    sheet.add_argument("--out", default="contact_sheet.png", help="PNG file to write")
+    sheet.add_argument("--count", type=positive_int, default=32, help="images on the sheet (default: 32)")
+    sheet.add_argument("--out", default="contact_sheet.png", type=output_file, help="PNG file to write")
     sheet.set_defaults(run=cmd_data_sheet)
 
     inspect = data_commands.add_parser("inspect", help="summarise a local data set (counts, sizes, masks)")
@@ -141,6 +144,6 @@ def add_data_command(commands: argparse._SubParsersAction) -> None:
     inspect.add_argument("--masks", default=None, help="masks folder (imagefolder format)")
     inspect.add_argument("--variant", default="original", help="ImageNet-9 variant (default: original)")
     inspect.add_argument("--task", choices=["obj", "scene"], default="obj", help="BAM labelling (default: obj)")
-    inspect.add_argument("--sample", type=int, default=200, help="images read for size and mask statistics")
+    inspect.add_argument("--sample", type=positive_int, default=200, help="images read for size and mask statistics")
     inspect.add_argument("--sheet", default=None, help="also write a contact sheet PNG of up to 32 samples")
     inspect.set_defaults(run=cmd_data_inspect)

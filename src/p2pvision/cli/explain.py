@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from p2pvision.cli.arguments import non_negative_int, output_folder, positive_int
 from p2pvision.errors import ConfigError, P2PVisionError
 from p2pvision.models.loading import DEFAULT_MODEL
 
@@ -104,15 +105,19 @@ def add_explain_command(subparsers: argparse._SubParsersAction) -> None:
         "--removal", default=None, help=_LazyHelp(_removal_help),
     )  # fmt: skip
     players = parser.add_mutually_exclusive_group()
-    players.add_argument("--grid", type=int, default=None, help="players are an N x N grid (default: 14)")
-    players.add_argument("--superpixels", type=int, default=None, help="players are about N SLIC superpixels")
+    players.add_argument("--grid", type=positive_int, default=None, help="players are an N x N grid (default: 14)")
+    players.add_argument("--superpixels", type=positive_int, default=None, help="players are about N SLIC superpixels")
     add_model_arguments(parser)
-    parser.add_argument("--batch-size", type=int, default=64, help="masked images per forward pass (default: 64)")
+    parser.add_argument(
+        "--batch-size", type=positive_int, default=64, help="masked images per forward pass (default: 64)"
+    )
     parser.add_argument(
         "--param", action="append", type=_parse_param, default=[], metavar="KEY=VALUE",
         help="method parameter, repeatable (e.g. num_permutations=20, early_stop=true, mode=deletion, steps=100)",
     )  # fmt: skip
-    parser.add_argument("--out", default="results/explain", help="output folder (default: results/explain)")
+    parser.add_argument(
+        "--out", default="results/explain", type=output_folder, help="output folder (default: results/explain)"
+    )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     parser.set_defaults(run=run_explain)
 
@@ -128,7 +133,24 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--checkpoint", default=None, help="explain the classifier of this P2P checkpoint (instead of --model)"
     )
-    parser.add_argument("--target", type=int, default=None, help="class index to explain (default: top-1)")
+    parser.add_argument("--target", type=non_negative_int, default=None, help="class index to explain (default: top-1)")
+
+
+def choose_device(requested: str | None) -> str:
+    """``requested`` if this machine has it (a one-line error otherwise), else cuda when available, else cpu."""
+    import torch
+
+    if requested is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise ConfigError(f"--device {requested!r} is not a torch device: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ConfigError(f"--device {requested}: no such CUDA device here: use --device cpu")
+    if device.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {requested}: p2pvision runs on cpu or cuda")
+    return requested
 
 
 def load_model_from_args(args: argparse.Namespace, device: str) -> tuple[Any, str]:
@@ -167,7 +189,6 @@ def _output_stem(path: Path, used: set[str]) -> str:
 
 def run_explain(args: argparse.Namespace) -> int:
     """Explain each image in turn, printing progress and where the results went."""
-    import torch
 
     from p2pvision.cache import atomic_path, write_json
     from p2pvision.cli.inputs import report_failures
@@ -176,10 +197,13 @@ def run_explain(args: argparse.Namespace) -> int:
     from p2pvision.report.overlays import explanation_overlay
 
     _check_params(EXPLAINERS.resolve(args.method), dict(args.param))  # mistakes fail before the model loads
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = choose_device(args.device)
     if args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     model, args.model = load_model_from_args(args, device)
+    if args.target is not None and args.target >= len(model.class_names):
+        raise ConfigError(f"--target {args.target} is out of range: the model has {len(model.class_names)} classes "
+                          f"(0 to {len(model.class_names) - 1})")  # fmt: skip
     explainer = _build_explainer(args, model)
     out = Path(args.out)
     used: set[str] = set()

@@ -9,6 +9,7 @@ import argparse
 import time
 from pathlib import Path
 
+from p2pvision.cli.arguments import non_negative_int, output_folder
 from p2pvision.cli.explain import add_model_arguments
 from p2pvision.errors import P2PVisionError
 
@@ -35,8 +36,10 @@ def add_inv_commands(subparsers: argparse._SubParsersAction) -> None:
     explain.add_argument(
         "--embedding", choices=["tsne", "pca"], default="tsne", help="channel embedding (default: tsne)"
     )
-    explain.add_argument("--seed", type=int, default=0, help="seed of PCA and t-SNE (default: 0)")
-    explain.add_argument("--out", default="results/inv/maps", help="output folder (default: results/inv/maps)")
+    explain.add_argument("--seed", type=non_negative_int, default=0, help="seed of PCA and t-SNE (default: 0)")
+    explain.add_argument(
+        "--out", default="results/inv/maps", type=output_folder, help="output folder (default: results/inv/maps)"
+    )
     explain.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     explain.set_defaults(run=run_explain)
 
@@ -51,7 +54,9 @@ def add_inv_commands(subparsers: argparse._SubParsersAction) -> None:
     source = glob.add_mutually_exclusive_group()
     source.add_argument("--db", default=None, help="answers database of 'p2pvision label serve'")
     source.add_argument("--answers", default=None, help="answers CSV from 'p2pvision label export'")
-    glob.add_argument("--out", default="results/inv/global", help="output folder (default: results/inv/global)")
+    glob.add_argument(
+        "--out", default="results/inv/global", type=output_folder, help="output folder (default: results/inv/global)"
+    )
     glob.set_defaults(run=run_global)
 
 
@@ -66,16 +71,15 @@ def _output_names(paths: list[Path]) -> list[str]:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    import torch
 
-    from p2pvision.cli.explain import load_model_from_args
+    from p2pvision.cli.explain import choose_device, load_model_from_args
     from p2pvision.cli.inputs import report_failures
     from p2pvision.inv.clustermaps import InvConfig, cluster_maps
     from p2pvision.inv.runs import save_cluster_maps
     from p2pvision.io import load_image
 
     config = InvConfig(embedding=args.embedding, seed=args.seed)
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = choose_device(args.device)
     model, name = load_model_from_args(args, device)
     paths = [Path(image) for image in args.images]
     out = Path(args.out)

@@ -11,6 +11,8 @@ import signal
 import threading
 from pathlib import Path
 
+from p2pvision.cli.arguments import output_file, port
+
 DEFAULT_DB = "results/inv/labels.sqlite"
 
 
@@ -28,13 +30,13 @@ def add_label_commands(subparsers: argparse._SubParsersAction) -> None:
     serve.add_argument("runs", nargs="+", help="cluster-map folders from 'p2pvision inv explain' (or their parents)")
     serve.add_argument("--db", default=DEFAULT_DB, help=f"answers database (default: {DEFAULT_DB})")
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine)")
-    serve.add_argument("--port", type=int, default=8765, help="port (default: 8765; 0 picks a free one)")
+    serve.add_argument("--port", type=port, default=8765, help="port (default: 8765; 0 picks a free one)")
     serve.add_argument("--verbose", action="store_true", help="log every request")
     serve.set_defaults(run=run_serve)
 
     export = actions.add_parser("export", help="write all answers to a CSV file")
     export.add_argument("--db", default=DEFAULT_DB, help=f"answers database (default: {DEFAULT_DB})")
-    export.add_argument("--out", required=True, help="CSV file to write")
+    export.add_argument("--out", required=True, type=output_file, help="CSV file to write")
     export.set_defaults(run=run_export)
 
     imported = actions.add_parser("import", help="add the answers of a CSV file (exported before) to a database")

@@ -6,6 +6,8 @@ import argparse
 import time
 from pathlib import Path
 
+from p2pvision.cli.arguments import budget, certainty, output_folder, positive_int
+
 
 def cmd_train(args: argparse.Namespace) -> int:
     from p2pvision.train.experiment import load_experiment
@@ -86,7 +88,7 @@ def add_train_command(commands: argparse._SubParsersAction) -> None:
     train = commands.add_parser("train", help="train P2P (or the full-image baseline) from a YAML config")
     train.add_argument("--config", default=None, help="experiment YAML (see configs/); default: built-in defaults")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. train.epochs=3")
-    train.add_argument("--out", default=None, help="output folder (default: results/<name>)")
+    train.add_argument("--out", default=None, type=output_folder, help="output folder (default: results/<name>)")
     train.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     train.set_defaults(run=cmd_train)
 
@@ -96,23 +98,29 @@ def add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
     predict = commands.add_parser("predict", help="classify image files with a P2P checkpoint and show what it kept")
     predict.add_argument("checkpoint", help="a P2P model folder (model.safetensors + config.json)")
     predict.add_argument("images", nargs="+", help="image files")
-    predict.add_argument("--out", default="results/predictions", help="folder for figures and predictions.json")
-    predict.add_argument("--delta", type=float, default=None, help="certainty for the tau search (default: model's)")
-    predict.add_argument("--tau", type=float, default=None, help="a fixed tau instead of the search")
+    predict.add_argument(
+        "--out", default="results/predictions", type=output_folder, help="folder for figures and predictions.json"
+    )
+    predict.add_argument(
+        "--delta", type=certainty, default=None, help="certainty for the tau search (default: model's)"
+    )
+    predict.add_argument("--tau", type=budget, default=None, help="a fixed tau instead of the search")
     predict.set_defaults(run=cmd_predict)
 
     evaluate = commands.add_parser("evaluate", help="accuracy, sparsity, localisation, faithfulness of a checkpoint")
     evaluate.add_argument("checkpoint", help="a P2P model folder")
     evaluate.add_argument("--data", nargs="*", default=[], metavar="KEY=VALUE", help="data overrides, e.g. root=DIR")
     evaluate.add_argument("--split", choices=["train", "val", "test"], default="test")
-    evaluate.add_argument("--delta", type=float, nargs="+", default=[0.8, 0.9, 0.95, 0.99])
-    evaluate.add_argument("--batch-size", type=int, default=64)
-    evaluate.add_argument("--images", type=int, default=None, help="evaluate the first N images of the split only")
+    evaluate.add_argument("--delta", type=certainty, nargs="+", default=[0.8, 0.9, 0.95, 0.99])
+    evaluate.add_argument("--batch-size", type=positive_int, default=64)
+    evaluate.add_argument(
+        "--images", type=positive_int, default=None, help="evaluate the first N images of the split only"
+    )
     evaluate.add_argument("--out", default="results/evaluation",
                           help="folder for evaluation.json/.csv, the benchmark tables and report.html")  # fmt: skip
     evaluate.set_defaults(run=cmd_evaluate)
 
     demo = commands.add_parser("demo", help="run the main job on the built-in data and say where results are")
-    demo.add_argument("--out", default="results/demo", help="output folder (default: results/demo)")
+    demo.add_argument("--out", default="results/demo", type=output_folder, help="output folder (default: results/demo)")
     demo.add_argument("--config", default="demo", help="experiment to run (default: the shipped 'demo')")
     demo.set_defaults(run=cmd_demo)
