@@ -126,3 +126,15 @@ def test_the_layer_contract_holds():
         pytest.skip("not a source checkout")
     result = subprocess.run([lint, "--no-cache"], cwd=root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+
+
+def test_only_the_cli_prints() -> None:
+    """The library reports progress through the ``p2pvision`` logger; printing is the CLI's."""
+    printing = []
+    for name, path in _modules().items():
+        if name == "p2pvision.cli" or name.startswith("p2pvision.cli."):
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print":
+                printing.append(f"{name}:{node.lineno}")
+    assert printing == []

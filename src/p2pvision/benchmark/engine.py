@@ -38,6 +38,7 @@ from p2pvision.metrics.registry import make_metric
 from p2pvision.metrics.similarity import MapSimilarity
 from p2pvision.report.examples import load_examples, save_examples
 
+LOG = logging.getLogger(__name__)  # progress lines; the CLI prints them
 CELL_FORMAT = 2  # part of every cell's key: a new record format recomputes old cells
 
 _T = TypeVar("_T")
@@ -289,7 +290,7 @@ class _Runner:
         if path.is_file():
             record = json.loads(path.read_text())
             if record.get("key") == key:
-                print(f"{header}: done earlier ({path})", flush=True)
+                LOG.info("%s: done earlier (%s)", header, path)
                 return record
         method = self.load(method_spec, context)
         metrics = [make_metric(metric) for metric in spec.metrics]
@@ -303,7 +304,7 @@ class _Runner:
             save_examples(module.kept, self.out / record["examples"])
             write_json(path, record)
         self.computed += 1
-        print(f"{header}: {record['images']} images in {record['seconds']:.1f} s", flush=True)
+        LOG.info("%s: %d images in %.1f s", header, record["images"], record["seconds"])
         return record
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import platform
 import signal
 import sys
@@ -99,6 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # --help, --version, or a wrong argument (one line, code 2)
         return stop.code if isinstance(stop.code, int) else EXIT_OK
+    progress = logging.StreamHandler(sys.stdout)  # the library's progress lines (logger "p2pvision"), as printed
+    progress.setFormatter(logging.Formatter("%(message)s"))
+    library = logging.getLogger("p2pvision")
+    library.addHandler(progress)
+    if library.level == logging.NOTSET:
+        library.setLevel(logging.INFO)
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if in_main_thread else None
     try:
@@ -113,5 +120,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("p2pvision: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     finally:
+        library.removeHandler(progress)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -18,6 +18,7 @@ from p2pvision.errors import ConfigError
 
 # Training modes whose first epochs are the classifier alone on full images: they share one warm-up run.
 SHARED_WARMUP_MODES = ("p2p", "blackbox_pixel", "soft_mask")
+LOG = logging.getLogger(__name__)  # progress lines; the CLI prints them
 
 
 @dataclass
@@ -71,7 +72,7 @@ class TrainingRuns:
             return wait_for(folder / "model" / "config.json").parent
         if not (folder / "model" / "config.json").is_file():
             resume = (folder / "checkpoints" / "last.ckpt").is_file()
-            print(f"training {mode} on '{self.dataset}' with seed {self.seed} into {folder}", flush=True)
+            LOG.info("training %s on '%s' with seed %d into %s", mode, self.dataset, self.seed, folder)
             logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
             run_training(experiment_from_dict(experiment), folder, resume=resume, progress=self.progress,
                          continue_from=continues)  # fmt: skip
