@@ -13,7 +13,11 @@ from p2pvision.models.backbones import ImageClassifier, create_classifier
 from p2pvision.models.p2p.config import P2PConfig
 from p2pvision.models.p2p.selector import Selector
 from p2pvision.regions import make_partitioner, partition_batch, region_areas
+from p2pvision.registry import Registry
 from p2pvision.removal import make_removal
+
+# The trained baselines by kind (blackbox_pixel, realx, soft_mask): each class registers itself in its module.
+BASELINES: Registry[type[nn.Module]] = Registry("baseline", package="p2pvision.baselines", name_attribute="kind")
 
 
 def selection_explanation(

@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias, cast
 
 import torch
 from safetensors.torch import save_model
 
+from p2pvision.baselines.base import BASELINES
 from p2pvision.cache import atomic_path, write_json
 from p2pvision.errors import P2PVisionError, WeightsError
 from p2pvision.models.p2p.config import P2PConfig
@@ -25,15 +26,6 @@ FORMAT_VERSION = 1
 
 # A trained baseline: each has ``kind``, ``config`` (a P2PConfig), ``class_names``, ``classifier`` and ``explain``.
 Baseline: TypeAlias = "PixelMaskClassifier | RealXModel | SoftMaskModel"
-
-
-def baseline_classes() -> dict[str, type[Baseline]]:
-    """The trainable baselines by kind (``blackbox_pixel``, ``realx``, ``soft_mask``)."""
-    from p2pvision.baselines.pixel_mask import PixelMaskClassifier
-    from p2pvision.baselines.realx import RealXModel
-    from p2pvision.baselines.soft_mask import SoftMaskModel
-
-    return {cls.kind: cls for cls in (PixelMaskClassifier, RealXModel, SoftMaskModel)}
 
 
 def save_baseline(model: Baseline, folder: str | os.PathLike[str], extra: dict[str, Any] | None = None) -> Path:
@@ -53,15 +45,15 @@ def load_baseline(folder: str | os.PathLike[str], device: str | torch.device = "
     :mod:`p2pvision.models.weights`)."""
     folder = checkpoint_folder(folder, "baseline", "'p2pvision train' with train.mode=<baseline>")
     meta = read_config(folder, FORMAT)
-    classes = baseline_classes()
-    if meta.get("kind") not in classes:
+    if meta.get("kind") not in BASELINES:
         raise WeightsError(f"'{folder / CONFIG_FILE}' describes baseline kind {meta.get('kind')!r}, not one of "
-                           f"{', '.join(classes)}")  # fmt: skip
+                           f"{', '.join(BASELINES.names())}")  # fmt: skip
     try:
         config = P2PConfig.from_dict(meta["config"])
     except (P2PVisionError, KeyError, TypeError, ValueError) as exc:
         raise config_error(folder, exc) from None
-    model = classes[meta["kind"]](dataclasses.replace(config, classifier_weights=None, selector_weights=None))
+    cls = cast("type[Baseline]", BASELINES.get(meta["kind"]))  # the registry holds the three Baseline classes
+    model = cls(dataclasses.replace(config, classifier_weights=None, selector_weights=None))
     model.config = config
     load_weights(model, folder, device)
     return model.to(device).eval()

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from p2pvision.baselines.base import selection_explanation
+from p2pvision.baselines.base import BASELINES, selection_explanation
 from p2pvision.errors import ConfigError
 from p2pvision.explanation import Explanation
 from p2pvision.game import classify_masked
@@ -44,6 +44,7 @@ def even_pixel_mask(height: int, width: int, fraction: float) -> Tensor:
     return torch.from_numpy(keep.reshape(height, width))
 
 
+@BASELINES.register()
 class PixelMaskClassifier(nn.Module):
     """A classifier on images whose pixels outside :func:`even_pixel_mask` (at ``config.fixed_tau``) are removed with
     the configured fill (``config.fill``, black by default, as P2P's)."""

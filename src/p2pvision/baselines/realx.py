@@ -16,13 +16,14 @@ import time
 import torch
 from torch import Tensor
 
-from p2pvision.baselines.base import SelectorClassifier, regions_for, selection_explanation, selection_logits
+from p2pvision.baselines.base import BASELINES, SelectorClassifier, regions_for, selection_explanation, selection_logits
 from p2pvision.explanation import Explanation
 from p2pvision.game import classify_masked
 from p2pvision.models.backbones import ImageClassifier
 from p2pvision.regions import region_areas, region_mean, region_to_pixel
 
 
+@BASELINES.register()
 class RealXModel(SelectorClassifier):
     """Selector over regions + evaluator (``classifier``); see the module docstring."""
 

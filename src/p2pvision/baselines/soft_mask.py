@@ -11,11 +11,12 @@ import time
 import torch
 from torch import Tensor
 
-from p2pvision.baselines.base import SelectorClassifier, selection_explanation, selection_logits
+from p2pvision.baselines.base import BASELINES, SelectorClassifier, selection_explanation, selection_logits
 from p2pvision.explanation import Explanation
 from p2pvision.game import classify_masked
 
 
+@BASELINES.register()
 class SoftMaskModel(SelectorClassifier):
     """Selector (per-pixel sigmoid mask) + classifier on the softly masked image."""
 

@@ -122,7 +122,5 @@ class SoftMaskLightning(BaselineLightning):
 
 
 BASELINE_MODES: dict[str, type[BaselineLightning]] = {
-    "blackbox_pixel": PixelMaskLightning,
-    "realx": RealXLightning,
-    "soft_mask": SoftMaskLightning,
+    module.model_class.kind: module for module in (PixelMaskLightning, RealXLightning, SoftMaskLightning)
 }
