@@ -12,7 +12,7 @@ from PIL import Image
 from skimage import data
 
 from p2pvision.cli.explain import add_explain_command
-from p2pvision.errors import ConfigError, P2PVisionError
+from p2pvision.errors import ConfigError
 
 
 def run(argv: list[str]) -> int:
