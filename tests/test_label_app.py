@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from inv_helpers import make_runs
 
+from p2pvision.cli import main
 from p2pvision.errors import DatasetLayoutError
 from p2pvision.inv.answers import UNSURE, InvalidAnswer, validate_answer
 from p2pvision.label.loadtest import run_load
@@ -96,6 +97,29 @@ def test_store_is_wal_idempotent_and_round_trips_through_csv(tmp_path: Path) -> 
         added, duplicates, problems = copy.import_csv(tmp_path / "bad.csv")
         assert (added, duplicates) == (0, 0)
         assert problems[0].startswith("bad.csv:2: answer_id") and "bad.csv:3: feature 2" in problems[1]
+
+
+def test_label_import_refuses_bad_timestamps_huge_fields_and_non_utf8(tmp_path: Path, capsys) -> None:
+    with AnswerStore(tmp_path / "a.sqlite") as store:
+        store.add(validate_answer(answer(), TASK, created=1.5))
+        store.export_csv(tmp_path / "a.csv")
+    row = next(csv.DictReader(open(tmp_path / "a.csv", encoding="utf-8")))
+    rows = [{**row, "answer_id": str(uuid.uuid4()), "created": created} for created in ("nan", "inf", "-3", "soon")]
+    with open(tmp_path / "times.csv", "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, list(row))
+        writer.writeheader()
+        writer.writerows(rows)
+    with AnswerStore(tmp_path / "b.sqlite") as copy:
+        added, duplicates, problems = copy.import_csv(tmp_path / "times.csv")
+        assert (added, duplicates, copy.count()) == (0, 0, 0)  # nothing stored, nothing reported as stored
+        assert len(problems) == 4 and all("created must be" in problem for problem in problems)
+    (tmp_path / "huge.csv").write_text(",".join(row) + "\n" + "x" * 200_000 + "\n", encoding="utf-8")
+    (tmp_path / "latin.csv").write_bytes((",".join(row) + "\n").encode() + "caf\xe9,".encode("latin-1") * 5)
+    db = tmp_path / "c.sqlite"
+    for name, message in (("huge.csv", "line 2 is not a valid answers row"), ("latin.csv", "is not UTF-8 text")):
+        assert main(["label", "import", str(tmp_path / name), "--db", str(db)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0] and name in err[0]
 
 
 @pytest.fixture(scope="module")

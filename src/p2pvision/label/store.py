@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import sqlite3
 import threading
@@ -208,14 +209,22 @@ def read_answers_csv(
     answers, problems = [], []
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
-        missing = REQUIRED_COLUMNS - set(reader.fieldnames or [])
-        if missing:
-            raise P2PVisionError(f"'{path}' lacks the column(s) {', '.join(sorted(missing))}: export it again")
-        for row in reader:
-            try:
-                answers.append((reader.line_num, _answer_from_csv(row, (tasks or {}).get(row["task_id"] or ""))))
-            except (InvalidAnswer, ValueError) as exc:
-                problems.append(f"{path.name}:{reader.line_num}: {exc}")
+        try:
+            missing = REQUIRED_COLUMNS - set(reader.fieldnames or [])
+            if missing:
+                raise P2PVisionError(f"'{path}' lacks the column(s) {', '.join(sorted(missing))}: export it again")
+            for row in reader:
+                try:
+                    task = (tasks or {}).get(row["task_id"] or "")
+                    answers.append((reader.line_num, _answer_from_csv(row, task)))
+                except (InvalidAnswer, ValueError) as exc:
+                    problems.append(f"{path.name}:{reader.line_num}: {exc}")
+        except UnicodeDecodeError:
+            raise P2PVisionError(f"'{path}' is not UTF-8 text: export it again with 'p2pvision label export'") \
+                from None
+        except csv.Error as exc:  # e.g. a field over the csv module's size limit: the file is not an export
+            raise P2PVisionError(f"'{path}' line {reader.line_num + 1} is not a valid answers row ({exc}): export "
+                                 "it again with 'p2pvision label export'") from None  # fmt: skip
     return answers, problems
 
 
@@ -248,5 +257,11 @@ def _answer_from_csv(row: Mapping[str, str], task: Mapping[str, Any] | None) -> 
         raise InvalidAnswer("features must be a JSON list of texts") from None
     step = row["reveal_step"]
     payload = {**row, "features": features, "reveal_step": int(step) if step and step.isdigit() else step}
-    created = float(row.get("created") or 0.0) or time.time()
+    text = (row.get("created") or "").strip()
+    try:
+        created = float(text) if text else time.time()
+    except ValueError:
+        raise InvalidAnswer(f"created must be a timestamp (seconds since 1970), got {text[:40]!r}") from None
+    if not (math.isfinite(created) and created >= 0):
+        raise InvalidAnswer(f"created must be a finite, non-negative timestamp, got {text[:40]!r}")
     return validate_answer(payload, task, created=created)
