@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -369,3 +370,22 @@ def test_mask_errors_name_the_file(tmp_path: Path) -> None:
         with pytest.raises(ImageLoadError) as exc_info:
             load_mask(tmp_path / name)
         _assert_one_line_error(exc_info, tmp_path / name, cause)
+
+
+def test_unreadable_paths_are_named_for_what_they_are(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    loop_a, loop_b = tmp_path / "a.png", tmp_path / "b.png"
+    loop_a.symlink_to(loop_b)
+    loop_b.symlink_to(loop_a)
+    broken = tmp_path / "broken.png"
+    broken.symlink_to(tmp_path / "gone.png")
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    for path, cause in ((loop_a, "symbolic links form a loop"), (broken, "symbolic link to a missing file"),
+                        (fifo, "not a regular file")):  # fmt: skip
+        with pytest.raises(ImageLoadError, match=cause):
+            load_image(path)
+    image = tmp_path / "locked.png"
+    Image.new("RGB", (4, 4)).save(image)
+    monkeypatch.setattr(os, "access", lambda *_args, **_kwargs: False)  # root reads everything: simulate a user
+    with pytest.raises(ImageLoadError, match="permission denied; make the file readable"):
+        load_image(image)

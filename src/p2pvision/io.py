@@ -11,8 +11,10 @@ so a truncated file is reported instead of silently padded with grey.
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import stat
 import struct
 import warnings
 from collections.abc import Sequence
@@ -42,11 +44,24 @@ def _error(path: Path, cause: str, fix: str) -> ImageLoadError:
 
 
 def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise _error(path, "the file does not exist", "check the path and the working directory")
-    if path.is_dir():
+    """What is wrong with ``path`` as an image file, said as it is: a missing file, a link loop or a broken link,
+    a folder, a FIFO or device, no read permission, an empty file."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise _error(path, "it is a symbolic link to a missing file", "fix or remove the link") from None
+        raise _error(path, "the file does not exist", "check the path and the working directory") from None
+    except OSError as exc:  # ELOOP: a link cycle; EACCES on a parent folder; ENAMETOOLONG...
+        cause = "its symbolic links form a loop" if exc.errno == errno.ELOOP else (exc.strerror or str(exc)).lower()
+        raise _error(path, cause, "check the path") from None
+    if stat.S_ISDIR(info.st_mode):
         raise _error(path, "it is a directory, not an image file", "pass the path of an image file")
-    if path.stat().st_size == 0:
+    if not stat.S_ISREG(info.st_mode):
+        raise _error(path, "it is not a regular file (a pipe, socket or device)", "pass the path of an image file")
+    if not os.access(path, os.R_OK):
+        raise _error(path, "permission denied", "make the file readable (chmod) or run as its owner")
+    if info.st_size == 0:
         raise _error(path, "the file is empty (0 bytes)", "re-download or re-export it")
 
 
@@ -77,6 +92,8 @@ def _open(path: Path, max_pixels: int, max_side: int | None = None) -> Image.Ima
             raise _error(
                 path, "not a recognised image format or the header is corrupt", "check that it is an image file"
             ) from exc
+        except PermissionError:
+            raise _error(path, "permission denied", "make the file readable (chmod) or run as its owner") from None
         except _DECODE_ERRORS as exc:
             raise _error(path, f"the header is corrupt ({exc})", "re-download or re-export the file") from exc
         with image:
