@@ -107,6 +107,20 @@ def test_image_folder_without_masks_and_with_fixed_classes(image_folder: Path) -
     _check_transform(ImageFolderDataset, image_folder / "images", masks_root=image_folder / "masks")
 
 
+def test_an_empty_class_folder_and_a_stretched_mask_are_refused(tmp_path: Path) -> None:
+    _save(tmp_path / "images" / "cat" / "c1.png", (1, 2, 3))
+    (tmp_path / "images" / "dog").mkdir()
+    with pytest.raises(DatasetLayoutError, match=r"class folder '.*images/dog' holds no images"):
+        ImageFolderDataset(tmp_path / "images")
+    (tmp_path / "images" / "dog").rmdir()
+    _save_mask(tmp_path / "masks" / "cat" / "c1.png", (0, 0, 5, 5), size=(24, 20))  # twice the size: resized
+    dataset = ImageFolderDataset(tmp_path / "images", masks_root=tmp_path / "masks")
+    assert dataset[0]["mask"].shape == (10, 12)
+    _save_mask(tmp_path / "masks" / "cat" / "c1.png", (0, 0, 5, 5), size=(12, 30))  # another shape: stretched
+    with pytest.raises(DatasetLayoutError, match=r"mask '.*c1.png' is 12x30 but its image '.*c1.png' is 12x10"):
+        ImageFolderDataset(tmp_path / "images", masks_root=tmp_path / "masks")[0]
+
+
 def test_image_folder_layout_errors(image_folder: Path, tmp_path: Path) -> None:
     flat = tmp_path / "flat"
     _save(flat / "a.png", (0, 0, 0))

@@ -1,7 +1,8 @@
 """Data sets that users have in local folders: generic class folders, COCO-10 style masked folders, BAM.
 
 Every data set here returns dict samples ``{"image": float (3,H,W) in [0,1], "label": int, "index": int}``,
-plus ``"mask"`` (bool (H,W), resized with nearest neighbour to the image size when it differs) when the data
+plus ``"mask"`` (bool (H,W), resized with nearest neighbour to the image size when it is a scaled copy of it;
+a mask of another shape is an error) when the data
 set has masks. Each has ``classes``, ``has_masks`` and ``len()``; ``transform`` (a joint transform on the
 sample dict) is applied last. Images are read with :func:`p2pvision.io.load_image`, masks with
 :func:`p2pvision.io.load_mask`. A folder that does not have the expected layout raises
@@ -82,6 +83,9 @@ def files_by_class(folder: Path, classes: Sequence[str], layout: str, kind: str)
                 f"the class folder being one of {', '.join(classes)}"
             )
         found = image_files(folder / name)
+        if not found:
+            raise DatasetLayoutError(f"class folder '{folder / name}' holds no images: add its images or remove the "
+                                     "folder (a class without images cannot be learned or evaluated)")  # fmt: skip
         files += found
         labels += [list(classes).index(name)] * len(found)
     if not files:
@@ -129,7 +133,15 @@ class FileListDataset(Dataset):
     def masks(self, index: int, size: tuple[int, int]) -> dict[str, torch.Tensor]:
         """The mask entries of sample ``index`` for an image of ``size`` (width, height); needs ``has_masks``."""
         assert self.mask_files is not None
-        return {"mask": fit_mask(load_mask(self.mask_files[index]), size)}
+        mask = load_mask(self.mask_files[index])
+        width, height = size
+        if abs(mask.shape[1] / mask.shape[0] - width / height) > 0.02 * width / height:
+            raise DatasetLayoutError(
+                f"mask '{self.mask_files[index]}' is {mask.shape[1]}x{mask.shape[0]} but its image "
+                f"'{self.files[index]}' is {width}x{height}: a mask must have its image's size or shape (it would "
+                "be stretched); export the masks again"
+            )
+        return {"mask": fit_mask(mask, size)}
 
     def __getitem__(self, index: int) -> dict:
         if not -len(self) <= index < len(self):
@@ -190,6 +202,11 @@ class ImageFolderDataset(FileListDataset):
         labels: list[int] = []
         for label, name in enumerate(classes):
             found = image_files(self.root / name, extensions) if name in folders else []
+            if name in folders and not found:
+                raise DatasetLayoutError(
+                    f"class folder '{self.root / name}' holds no images ({', '.join(extensions)}): add its images or "
+                    "remove the folder (a class without images cannot be learned or evaluated)"
+                )
             files += found
             labels += [label] * len(found)
         if not files:
