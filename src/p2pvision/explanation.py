@@ -90,9 +90,6 @@ class Explanation:
     def cpu(self) -> Explanation:
         return self.to("cpu")
 
-    def detach(self) -> Explanation:
-        return self._map(lambda tensor: tensor.detach())
-
     def __getitem__(self, index: int | slice | Tensor) -> Explanation:
         """The explanation of some images: an index, a slice or an index tensor (the batch times are shared out)."""
         if isinstance(index, int):
@@ -101,26 +98,6 @@ class Explanation:
         share = len(part) / max(len(self), 1)
         return replace(part, seconds=self.seconds * share, forward_seconds=self.forward_seconds * share,
                        removal_seconds=self.removal_seconds * share)  # fmt: skip
-
-    @staticmethod
-    def concat(parts: Sequence[Explanation]) -> Explanation:
-        """Explanations of consecutive batches of one method as one (maps of equal size)."""
-        first = parts[0]
-        joined: dict[str, Any] = {  # tensor field name -> value, for replace()
-            name: torch.cat([getattr(part, name) for part in parts])
-            for name in TENSOR_FIELDS
-            if getattr(first, name) is not None
-        }
-        if first.scores is not None:  # batches may have different region counts: pad to the largest
-            slots = max(scores.shape[1] for scores in (part.scores for part in parts) if scores is not None)
-            for name, fill in (("scores", 0.0), ("order", -1)):
-                if getattr(first, name) is not None:
-                    joined[name] = torch.cat([_pad(getattr(part, name), slots, fill) for part in parts])
-        return replace(
-            first, **joined, extras={key: torch.cat([part.extras[key] for part in parts]) for key in first.extras},
-            seconds=sum(part.seconds for part in parts), forward_seconds=sum(part.forward_seconds for part in parts),
-            removal_seconds=sum(part.removal_seconds for part in parts),
-        )  # fmt: skip
 
     @classmethod
     @torch.no_grad()
@@ -229,8 +206,3 @@ def resolve_target(target: int | Tensor | None, predicted: Tensor) -> Tensor:
     if tuple(target.shape) != (len(predicted),):
         raise ValueError(f"target must be an int or a ({len(predicted)},) tensor, got shape {tuple(target.shape)}")
     return target.clone()
-
-
-def _pad(tensor: Tensor, slots: int, fill: float) -> Tensor:
-    return torch.nn.functional.pad(tensor, (0, slots - tensor.shape[1]), value=fill)
-

@@ -33,13 +33,10 @@ T = TypeVar("T", bound=Callable[..., Any])
 class Registry(Generic[T]):
     """Named constructors of one ``kind`` (used in error messages), optionally discovered in ``package``."""
 
-    def __init__(
-        self, kind: str, package: str | None = None, skip: Iterable[str] = (), name_attribute: str = "name"
-    ) -> None:
+    def __init__(self, kind: str, package: str | None = None, name_attribute: str = "name") -> None:
         self.kind = kind
         self.name_attribute = name_attribute
         self.package = package
-        self.skip = set(skip)
         self._entries: dict[str, T] = {}
         self._aliases: dict[str, str] = {}
         self._discovered = package is None
@@ -67,7 +64,7 @@ class Registry(Generic[T]):
         self._discovered = True
         package = importlib.import_module(self.package)
         for module in pkgutil.iter_modules(package.__path__):
-            if module.name not in self.skip and not module.name.startswith("_"):
+            if not module.name.startswith("_"):
                 importlib.import_module(f"{self.package}.{module.name}")
 
     def names(self) -> list[str]:
