@@ -111,6 +111,8 @@ def bad_number_cases(checkpoint: Path, image: Path, folder: Path, a_file: Path) 
         [*explain, "--device", "toaster"],
         [*explain, "--grid", "0"],
         [*explain, "--out", str(a_file)],
+        ["explain", str(image), "--method", "lime", "--param", "num_samples=-1"],  # before the model loads
+        ["explain", str(image), "--method", "rise", "--param", "keep_probability=1.5"],
         ["data", "sheet", "--count", "-4", "--out", str(folder / "sheet.png")],
         ["data", "semisynthetic", "--n", "0"],
         ["data", "inspect", "imagefolder", str(folder), "--sample", "-3"],

@@ -41,18 +41,11 @@ def _bad_values(value: typing.Any) -> list[str]:
     return bad
 
 
-# Explainer parameters (methods.*.params.*) are checked against the explainer's signature when the config loads
-# (names, types); their ranges are checked by the explainer when it is built, so only wrong types are tried there.
+# Explainer parameters (methods.*.params.*) are checked against the explainer's signature when the config loads:
+# names, types and the ranges its annotations declare.
 def _cases(names: list[str], folder) -> list[tuple[str, str, str]]:
-    cases = []
-    for name in names:
-        _, data = read_config(name, folder)
-        for key, value in _leaves(data):
-            for bad in _bad_values(value):
-                if bad in ("-1", "[-1]") and ".params." in key:
-                    continue
-                cases.append((name, key, bad))
-    return cases
+    return [(name, key, bad) for name in names for key, value in _leaves(read_config(name, folder)[1])
+            for bad in _bad_values(value)]  # fmt: skip
 
 
 @pytest.fixture()

@@ -21,6 +21,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
 from p2pvision.classifier import capture, network_of, normalised
+from p2pvision.config import PositiveInt
 from p2pvision.errors import ConfigError
 from p2pvision.explain.base import (
     EXPLAINERS,
@@ -77,7 +78,7 @@ class GradCAM(Explainer):
         model: nn.Module,
         layer: str | None = None,
         partitioner: Partitioner | None = None,
-        batch_size: int = 32,
+        batch_size: PositiveInt = 32,
     ) -> None:
         super().__init__(model, partitioner)
         self.layer = layer

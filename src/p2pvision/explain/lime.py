@@ -13,6 +13,7 @@ import torch
 from sklearn.linear_model import Ridge
 from torch import Tensor, nn
 
+from p2pvision.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from p2pvision.explain.base import EXPLAINERS, Attribution, PerturbationExplainer, check_positive
 from p2pvision.regions import Partitioner, SlicPartitioner
 from p2pvision.removal import Removal, TokenDropping
@@ -36,12 +37,12 @@ class LIME(PerturbationExplainer):
         model: nn.Module,
         removal: Removal | TokenDropping | str = "mean",
         partitioner: Partitioner | None = None,
-        num_samples: int = 500,
-        kernel_width: float = 0.25,
-        alpha: float = 1.0,
-        seed: int = 0,
+        num_samples: PositiveInt = 500,
+        kernel_width: PositiveFloat = 0.25,
+        alpha: NonNegativeFloat = 1.0,
+        seed: NonNegativeInt = 0,
         value: str | None = None,
-        batch_size: int = 64,
+        batch_size: PositiveInt = 64,
     ) -> None:
         super().__init__(model, removal, partitioner or SlicPartitioner(50, 30.0), value, batch_size)
         self.num_samples = check_positive("num_samples", num_samples)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from p2pvision.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from p2pvision.errors import ConfigError
 from p2pvision.explain.base import EXPLAINERS, Attribution, PerturbationExplainer, check_positive, pixel_scores
 from p2pvision.regions import Partitioner
@@ -44,16 +45,16 @@ class MeaningfulPerturbation(PerturbationExplainer):
         model: nn.Module,
         removal: Removal | str | None = None,
         partitioner: Partitioner | None = None,
-        mask_size: int = 28,
-        steps: int = 300,
-        lr: float = 0.1,
-        l1: float = 1e-4,
-        tv: float = 1e-2,
-        tv_beta: float = 3.0,
-        jitter: int = 4,
-        seed: int = 0,
+        mask_size: PositiveInt = 28,
+        steps: PositiveInt = 300,
+        lr: PositiveFloat = 0.1,
+        l1: NonNegativeFloat = 1e-4,
+        tv: NonNegativeFloat = 1e-2,
+        tv_beta: PositiveFloat = 3.0,
+        jitter: NonNegativeInt = 4,
+        seed: NonNegativeInt = 0,
         value: str | None = None,
-        batch_size: int = 64,
+        batch_size: PositiveInt = 64,
     ) -> None:
         super().__init__(model, BlurFill(10.0) if removal is None else removal, partitioner, value, batch_size)
         if isinstance(self.removal, TokenDropping):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from p2pvision.config import PositiveInt
 from p2pvision.errors import ConfigError
 from p2pvision.explain.base import EXPLAINERS, Attribution, PerturbationExplainer
 from p2pvision.regions import Partitioner
@@ -50,7 +51,7 @@ class MoXI(PerturbationExplainer):
         mode: str = "insertion",
         early_stop: bool = False,
         value: str | None = None,
-        batch_size: int = 64,
+        batch_size: PositiveInt = 64,
     ) -> None:
         super().__init__(model, removal, partitioner, value, batch_size)
         self.mode = _check_mode(mode)
@@ -117,7 +118,7 @@ class MoXIMinus(PerturbationExplainer):
         partitioner: Partitioner | None = None,
         mode: str = "insertion",
         value: str | None = None,
-        batch_size: int = 64,
+        batch_size: PositiveInt = 64,
     ) -> None:
         super().__init__(model, removal, partitioner, value, batch_size)
         self.mode = _check_mode(mode)

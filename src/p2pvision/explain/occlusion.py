@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from p2pvision.config import PositiveInt
 from p2pvision.explain.base import EXPLAINERS, Attribution, PerturbationExplainer, check_positive, pixel_scores
 from p2pvision.regions import Partitioner
 from p2pvision.removal import Removal, TokenDropping
@@ -42,10 +43,10 @@ class SlidingPatch(PerturbationExplainer):
         model: nn.Module,
         removal: Removal | TokenDropping | str = "mean",
         partitioner: Partitioner | None = None,
-        patch: int = 41,
-        stride: int = 3,
+        patch: PositiveInt = 41,
+        stride: PositiveInt = 3,
         value: str | None = None,
-        batch_size: int = 64,
+        batch_size: PositiveInt = 64,
     ) -> None:
         super().__init__(model, removal, partitioner, value, batch_size)
         self.patch = check_positive("patch", patch)

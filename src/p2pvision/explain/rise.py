@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from p2pvision.config import Fraction, NonNegativeInt, PositiveInt
 from p2pvision.errors import ConfigError
 from p2pvision.explain.base import EXPLAINERS, Attribution, PerturbationExplainer, check_positive, pixel_scores
 from p2pvision.regions import Partitioner
@@ -37,12 +38,12 @@ class RISE(PerturbationExplainer):
         model: nn.Module,
         removal: Removal | TokenDropping | str = "mean",
         partitioner: Partitioner | None = None,
-        num_masks: int = 4000,
-        cells: int = 7,
-        keep_probability: float = 0.5,
-        seed: int = 0,
+        num_masks: PositiveInt = 4000,
+        cells: PositiveInt = 7,
+        keep_probability: Fraction = 0.5,
+        seed: NonNegativeInt = 0,
         value: str | None = None,
-        batch_size: int = 64,
+        batch_size: PositiveInt = 64,
     ) -> None:
         super().__init__(model, removal, partitioner, value, batch_size)
         self.num_masks = check_positive("num_masks", num_masks)

@@ -17,6 +17,7 @@ from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
 from p2pvision.classifier import capture
+from p2pvision.config import PositiveInt
 from p2pvision.errors import ConfigError
 from p2pvision.explain.base import (
     EXPLAINERS,
@@ -102,7 +103,7 @@ class AttentionRollout(Explainer):
         partitioner: Partitioner | None = None,
         head_fusion: str = "mean",
         discard_ratio: float = 0.0,
-        batch_size: int = 32,
+        batch_size: PositiveInt = 32,
     ) -> None:
         super().__init__(model, partitioner)
         vision_transformer(model)

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from p2pvision.config import NonNegativeInt, PositiveInt
 from p2pvision.explain.base import EXPLAINERS, Attribution, PerturbationExplainer, check_positive
 from p2pvision.regions import Partitioner
 from p2pvision.removal import Removal, TokenDropping
@@ -42,11 +43,11 @@ class ShapleySampling(PerturbationExplainer):
         model: nn.Module,
         removal: Removal | TokenDropping | str = "mean",
         partitioner: Partitioner | None = None,
-        num_permutations: int = 200,
+        num_permutations: PositiveInt = 200,
         antithetic: bool = True,
-        seed: int = 0,
+        seed: NonNegativeInt = 0,
         value: str | None = None,
-        batch_size: int = 64,
+        batch_size: PositiveInt = 64,
     ) -> None:
         super().__init__(model, removal, partitioner, value, batch_size)
         self.num_permutations = check_positive("num_permutations", num_permutations)
@@ -123,10 +124,10 @@ class KernelSHAP(PerturbationExplainer):
         model: nn.Module,
         removal: Removal | TokenDropping | str = "mean",
         partitioner: Partitioner | None = None,
-        num_samples: int = 2048,
-        seed: int = 0,
+        num_samples: PositiveInt = 2048,
+        seed: NonNegativeInt = 0,
         value: str | None = None,
-        batch_size: int = 64,
+        batch_size: PositiveInt = 64,
     ) -> None:
         super().__init__(model, removal, partitioner, value, batch_size)
         self.num_samples = check_positive("num_samples", num_samples)
