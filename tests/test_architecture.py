@@ -119,11 +119,9 @@ def test_no_import_cycles_between_packages(imports):
 
 def test_the_layer_contract_holds():
     lint = shutil.which("lint-imports", path=str(Path(sys.executable).parent))
-    if lint is None:
-        pytest.skip("import-linter is not installed (pip install -e '.[test]')")
+    assert lint is not None, "import-linter is not installed: make test installs it (pip install -e '.[test]')"
     root = PACKAGE.parent.parent
-    if not (root / "pyproject.toml").is_file():
-        pytest.skip("not a source checkout")
+    assert (root / "pyproject.toml").is_file(), "the tests run on a source checkout (an editable install)"
     result = subprocess.run([lint, "--no-cache"], cwd=root, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
