@@ -112,3 +112,16 @@ def test_rollout_equals_a_hand_computation() -> None:
 def test_rollout_needs_a_vit(resnet: torch.nn.Module) -> None:
     with pytest.raises(ConfigError, match="VisionTransformer"):
         AttentionRollout(resnet)
+
+
+def test_grad_cam_works_on_a_model_whose_weights_are_frozen(resnet: torch.nn.Module) -> None:
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    expected = GradCAM(resnet, partitioner=GridPartitioner(4)).explain(images).pixel_map
+    for parameter in resnet.parameters():
+        parameter.requires_grad_(False)
+    try:
+        frozen = GradCAM(resnet, partitioner=GridPartitioner(4)).explain(images).pixel_map
+    finally:
+        for parameter in resnet.parameters():
+            parameter.requires_grad_(True)
+    assert torch.allclose(frozen, expected, atol=1e-6)

@@ -117,7 +117,8 @@ class GradCAM(Explainer):
     def layer_maps(self, images: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
         """Class activation maps at the layer's resolution (B,h,w), the targets (B,) and the top-1 classes (B,)."""
         with torch.enable_grad():
-            activations, logits = self.activations_and_logits(images)
+            # an input that requires grad keeps the activations in the graph when the model's weights are frozen
+            activations, logits = self.activations_and_logits(images.detach().requires_grad_(True))
             predicted = logits.detach().argmax(dim=1)
             if target is None:
                 target = predicted
