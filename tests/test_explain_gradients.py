@@ -125,3 +125,14 @@ def test_grad_cam_works_on_a_model_whose_weights_are_frozen(resnet: torch.nn.Mod
         for parameter in resnet.parameters():
             parameter.requires_grad_(True)
     assert torch.allclose(frozen, expected, atol=1e-6)
+
+
+def test_grad_cam_takes_its_layer_as_a_module_or_a_name(resnet: torch.nn.Module) -> None:
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    module = resnet.model.layer1
+    by_module = GradCAM(resnet, layer=module, partitioner=GridPartitioner(4))
+    assert by_module.layer == "layer1" and by_module.params["layer"] == "layer1"
+    by_name = GradCAM(resnet, layer="layer1", partitioner=GridPartitioner(4))
+    assert torch.equal(by_module.explain(images).pixel_map, by_name.explain(images).pixel_map)
+    with pytest.raises(ConfigError, match="not a submodule of the explained model"):
+        GradCAM(resnet, layer=torch.nn.Conv2d(3, 3, 1))

@@ -76,14 +76,18 @@ class GradCAM(Explainer):
     def __init__(
         self,
         model: nn.Module,
-        layer: str | None = None,
+        layer: str | nn.Module | None = None,
         partitioner: Partitioner | None = None,
         batch_size: PositiveInt = 32,
     ) -> None:
         super().__init__(model, partitioner)
+        network = network_of(model)
+        if isinstance(layer, nn.Module):  # a module of the model (``layer=model.layer4``), kept by its name
+            layer = next((name for name, module in network.named_modules() if module is layer and name), None)
+            if layer is None:
+                raise ConfigError("the layer module given to Grad-CAM is not a submodule of the explained model")
         self.layer = layer
         self.batch_size = check_positive("batch_size", batch_size)
-        network = network_of(model)
         if layer is not None:
             try:
                 network.get_submodule(layer)
