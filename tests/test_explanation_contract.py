@@ -101,3 +101,10 @@ def test_contract(name: str, batch: tuple[torch.Tensor, torch.Tensor], tmp_path)
     loaded = Explanation.load(result.save(tmp_path / f"{name}.safetensors"))
     assert loaded.method == result.method and loaded.params == json.loads(json.dumps(result.params))
     assert all(torch.equal(loaded.tensors()[key], value) for key, value in result.tensors().items())
+
+
+@pytest.mark.parametrize("name", ["grad_cam", "p2p"])
+def test_normalised_images_are_refused_with_one_line(name: str) -> None:
+    images = (torch.rand(2, 3, SIZE, SIZE) - 0.5) / 0.25  # what an ImageNet-normalised batch looks like
+    with pytest.raises(ValueError, match=r"images must be in \[0, 1\] .*got values in \[-2.*: pass the images before"):
+        build(name).explain(images)

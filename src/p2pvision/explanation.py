@@ -196,6 +196,17 @@ def order_from_scores(scores: Tensor, players: Tensor) -> Tensor:
     return order.masked_fill(~players.gather(1, order), -1)
 
 
+def check_images(images: Tensor) -> None:
+    """Images must be float (B,3,H,W) in [0, 1]: models normalise them themselves, so normalised (or 0-255) inputs
+    would be explained wrongly without a word; a one-line error says so instead."""
+    if images.ndim != 4 or images.shape[1] != 3 or not images.dtype.is_floating_point:
+        raise ValueError(f"images must be a float tensor (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+    low, high = (float(value) for value in images.detach().aminmax()) if images.numel() else (0.0, 0.0)
+    if low < -1e-3 or high > 1 + 1e-3:
+        raise ValueError(f"images must be in [0, 1] (models normalise them themselves), got values in "
+                         f"[{low:.3g}, {high:.3g}]: pass the images before normalisation")  # fmt: skip
+
+
 def resolve_target(target: int | Tensor | None, predicted: Tensor) -> Tensor:
     """``target`` as a (B,) int64 tensor on the predictions' device; None gives the predictions."""
     if target is None:

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from p2pvision.errors import ConfigError
-from p2pvision.explanation import Explanation, order_from_scores
+from p2pvision.explanation import Explanation, check_images, order_from_scores
 from p2pvision.game import RegionGame
 from p2pvision.regions import (
     GridPartitioner,
@@ -92,8 +92,7 @@ class Explainer(ABC):
         self, images: Tensor, target: int | Tensor | None = None, regions: Tensor | None = None
     ) -> Explanation:
         """Explain ``images`` (B,3,H,W) in [0,1] for ``target`` (None: the model's top-1 class)."""
-        if images.ndim != 4 or images.shape[1] != 3 or not images.dtype.is_floating_point:
-            raise ValueError(f"images must be a float tensor (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+        check_images(images)
         images = images.detach().to(model_device(self.model))
         started = time.perf_counter()
         if regions is None:

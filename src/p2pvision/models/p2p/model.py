@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from p2pvision.explanation import Explanation, order_from_scores, resolve_target
+from p2pvision.explanation import Explanation, check_images, order_from_scores, resolve_target
 from p2pvision.game import classify_masked, masked_inputs
 from p2pvision.models.backbones import create_classifier
 from p2pvision.models.p2p.config import P2PConfig
@@ -308,6 +308,7 @@ class P2PModel(nn.Module):
         per image; ``extras`` hold the chosen ``tau``, the region ``embeddings`` and the region ``correlation``
         matrix of ``Sigma = E E^T + jitter I``.
         """
+        check_images(images)
         started = time.perf_counter()
         was_training = self.training
         self.eval()
