@@ -8,10 +8,15 @@ PIP_FLAGS := --disable-pip-version-check -q -c constraints.txt
 
 .PHONY: demo test install bench clean
 
-$(STAMP): pyproject.toml constraints.txt
+# tools/fix_torchvision.py: where torchvision's compiled ops cannot load (a CUDA-linked build next to the CPU torch
+# wheel), it adds a small startup fix to the venv so that `import torchvision` works; elsewhere it does nothing.
+FIX_TORCHVISION := $(BIN)/python tools/fix_torchvision.py
+
+$(STAMP): pyproject.toml constraints.txt tools/fix_torchvision.py tools/torchvision_cpu_fix.py
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@echo "installing p2pvision and its dependencies into $(VENV) (torch/torchvision pinned by constraints.txt)"
 	$(BIN)/pip install $(PIP_FLAGS) -e .
+	$(FIX_TORCHVISION)
 	@echo "building the optional fast-slic superpixels (about a minute; scikit-image SLIC is used without it)"
 	@$(BIN)/pip install $(PIP_FLAGS) "cython>=3" wheel setuptools numpy && \
 	  $(BIN)/pip install $(PIP_FLAGS) --no-build-isolation "fast-slic==0.4.0" || \
@@ -22,6 +27,7 @@ $(STAMP): pyproject.toml constraints.txt
 $(TEST_STAMP): $(STAMP)
 	$(BIN)/pip install $(PIP_FLAGS) -e ".[test]"
 	$(BIN)/pip install $(PIP_FLAGS) --no-deps "quantus==0.6.0"
+	$(FIX_TORCHVISION)
 	@touch $(TEST_STAMP)
 
 install: $(STAMP)
@@ -30,7 +36,7 @@ demo: $(STAMP)
 	$(BIN)/p2pvision demo
 
 test: $(TEST_STAMP)
-	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q

@@ -19,7 +19,6 @@ import time
 
 import torch
 
-import p2pvision  # noqa: F401  (before torchvision/timm)
 from p2pvision.models.p2p import P2PModel, load_p2p
 from p2pvision.models.p2p.checkpoint import read_checkpoint_config
 from p2pvision.regions.partition import make_partitioner

@@ -7,8 +7,6 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 import pytest
 import torch
 
-import p2pvision  # noqa: F401  (before timm/torchvision: makes torchvision importable on the CPU wheel)
-
 
 @pytest.fixture(autouse=True, scope="session")
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:

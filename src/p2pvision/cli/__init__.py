@@ -28,13 +28,15 @@ def cmd_info(args: argparse.Namespace) -> int:
     import timm
     import torch
     import torchvision
+    from torchvision.extension import _has_ops
 
-    from p2pvision import __version__, _torchvision_compat
+    from p2pvision import __version__
     from p2pvision.cache import cache_dir
     from p2pvision.models.backbones import WEIGHT_PACKAGES
     from p2pvision.regions.partition import fast_slic_available
 
     device = "cuda: " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    without_ops = "compiled ops not loaded: ops.nms and io decoders unusable; see README"
     packages = []
     for name, package in WEIGHT_PACKAGES.items():
         try:
@@ -46,10 +48,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         ("p2pvision", __version__),
         ("python", platform.python_version()),
         ("torch", torch.__version__),
-        (
-            "torchvision",
-            torchvision.__version__ + (" (CPU shim for compiled ops)" if _torchvision_compat.patched() else ""),
-        ),
+        ("torchvision", torchvision.__version__ + ("" if _has_ops() else f" ({without_ops})")),
         ("timm", timm.__version__),
         ("numpy", numpy.__version__),
         ("device", device),
