@@ -79,3 +79,10 @@ def test_save_writes_print_resolution_png_pdf_and_svg(images: torch.Tensor, tmp_
 def test_a_figure_needs_an_explanation(images: torch.Tensor) -> None:
     with pytest.raises(ValueError, match="at least one"):
         explanation_figure(images, [])
+
+
+def test_report_cost_axes_read_as_plain_numbers() -> None:
+    from p2pvision.report.html_plots import _plain_number, cost_figure
+
+    assert [_plain_number(v) for v in (0.1, 1, 10, 100, 1000, 20000)] == ["0.1", "1", "10", "100", "1k", "20k"]
+    assert cost_figure({"grad_cam": {"evaluations": 1}, "moxi": {"evaluations": 19306}}).startswith("data:image/png")

@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
 from PIL import Image  # noqa: E402
 
 CURVE_LABELS = {
@@ -74,16 +75,29 @@ def accuracy_kept_figure(points: Mapping[str, Sequence[tuple[float, float, str]]
     return figure_uri(figure)
 
 
+def _plain_number(value: float, _position: object = None) -> str:
+    """Log-axis tick labels people read at a glance: 0.1, 1, 10, 1k, 20k."""
+    if value >= 1000:
+        return f"{value / 1000:g}k"
+    return f"{value:g}"
+
+
 def cost_figure(costs: Mapping[str, Mapping[str, float]]) -> str:
-    """Bars per method: model evaluations per image and wall time relative to one plain forward pass (log)."""
+    """Bars per method, each labelled with its value: model evaluations per image and wall time relative to one
+    plain forward pass (log axes with plain-number ticks)."""
     methods = list(costs)
-    figure, axes = plt.subplots(1, 2, figsize=(max(6, 1.1 * len(methods) + 3), 3.4))
+    figure, axes = plt.subplots(1, 2, figsize=(max(6, 1.1 * len(methods) + 3), 3.4), constrained_layout=True)
     for axis, key, label in zip(axes, ("evaluations", "forward_ratio"),
                                 ("model evaluations per image", "time / one plain forward pass")):  # fmt: skip
         values = [costs[m].get(key, np.nan) for m in methods]
-        axis.bar(range(len(methods)), values, color="#4c72b0")
+        bars = axis.bar(range(len(methods)), values, color="#4c72b0")
+        axis.bar_label(bars, labels=["" if np.isnan(v) else _plain_number(float(f"{v:.2g}")) for v in values],
+                       fontsize=7, padding=2)  # fmt: skip
         axis.set_xticks(range(len(methods)), methods, rotation=35, ha="right", fontsize=8)
         axis.set(ylabel=label, yscale="log")
+        axis.yaxis.set_major_formatter(FuncFormatter(_plain_number))
+        axis.yaxis.set_minor_formatter(NullFormatter())
+        axis.margins(y=0.15)
         axis.grid(alpha=0.3, axis="y")
     return figure_uri(figure)
 
