@@ -90,6 +90,10 @@ def cost_figure(costs: Mapping[str, Mapping[str, float]]) -> str:
     for axis, key, label in zip(axes, ("evaluations", "forward_ratio"),
                                 ("model evaluations per image", "time / one plain forward pass")):  # fmt: skip
         values = [costs[m].get(key, np.nan) for m in methods]
+        if not any(np.isfinite(value) and value > 0 for value in values):
+            axis.text(0.5, 0.5, f"{label}: not measured", ha="center", va="center", fontsize=8)
+            axis.axis("off")
+            continue
         bars = axis.bar(range(len(methods)), values, color="#4c72b0")
         axis.bar_label(bars, labels=["" if np.isnan(v) else _plain_number(float(f"{v:.2g}")) for v in values],
                        fontsize=7, padding=2)  # fmt: skip
