@@ -9,16 +9,22 @@ faithfulness metrics reuse the same object with pixel masks (:meth:`RegionGame.m
 
 Values (``value=``): ``"log_odds"`` (default, MoXI's reward) ``logit_y - logsumexp(other logits)``,
 ``"log_prob"``, ``"prob"`` or the raw ``"logit"`` of the target class ``y``.
+
+``forward_args``: extra arguments of the model's forward (Captum's ``additional_forward_args``), passed with every
+evaluation; a tensor with one entry per image is indexed by the images each forward pass evaluates
+(:func:`~p2pvision.classifier.forward_args_for`).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from p2pvision.classifier import forward_args_for
 from p2pvision.errors import ConfigError
 from p2pvision.regions.ops import region_areas, region_to_pixel
 from p2pvision.removal import Removal, TokenDropping, blend
@@ -81,6 +87,7 @@ class RegionGame:
         target: int | Tensor | None = None,
         value: str = "log_odds",
         batch_size: int = 64,
+        forward_args: tuple[Any, ...] = (),
     ) -> None:
         if images.ndim != 4 or images.shape[1] != 3 or not images.dtype.is_floating_point:
             raise ValueError(f"images must be a float tensor (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -96,6 +103,9 @@ class RegionGame:
         self.removal = removal
         self.value = value
         self.batch_size = int(batch_size)
+        self.forward_args = tuple(forward_args)
+        if self.forward_args and isinstance(removal, TokenDropping):
+            raise ConfigError("token dropping runs the ViT's parts itself: it takes no additional_forward_args")
         self.num_players = int(self.regions.max()) + 1 if self.regions.numel() else 0
         self.areas = region_areas(self.regions, self.num_players)
         self.players = self.areas > 0
@@ -122,7 +132,8 @@ class RegionGame:
             logits = []
             with torch.no_grad():
                 for start in range(0, count, self.batch_size):
-                    logits.append(self._forward(self.images[start : start + self.batch_size]))
+                    index = torch.arange(start, min(start + self.batch_size, count), device=self.images.device)
+                    logits.append(self._forward(self.images[index], index))
             if logits:
                 self._predicted = torch.cat(logits).argmax(dim=1)
             return self._predicted.clone()
@@ -141,12 +152,14 @@ class RegionGame:
             with torch.no_grad():
                 for start in range(0, len(missing), self.batch_size):
                     index = missing[start : start + self.batch_size]
-                    self._predicted[index] = self._forward(self.images[index]).argmax(dim=1)
+                    self._predicted[index] = self._forward(self.images[index], index).argmax(dim=1)
         return self._predicted.clone()
 
-    def _forward(self, images: Tensor) -> Tensor:
+    def _forward(self, images: Tensor, index: Tensor) -> Tensor:
+        """Logits of composed ``images`` (n,3,H,W) made from the game's images ``index`` (n,); counted."""
         started = time.perf_counter()
-        logits = self.model(images)
+        args = forward_args_for(self.forward_args, index, self.num_images)
+        logits = self.model(images, *args)
         self.forward_seconds += time.perf_counter() - started
         self.evaluations += images.shape[0]
         return logits
@@ -163,7 +176,7 @@ class RegionGame:
 
     def values_of_images(self, images: Tensor, index: Tensor) -> tuple[Tensor, Tensor]:
         """Values and top-1 predictions of already composed images (n,3,H,W) for the targets of images ``index``."""
-        logits = self._forward(images)
+        logits = self._forward(images, index)
         return class_values(logits, self.target[index], self.value), logits.argmax(dim=1)
 
     def _masked_logits(self, index: Tensor, keep: Tensor) -> Tensor:
@@ -173,7 +186,7 @@ class RegionGame:
             self.forward_seconds += time.perf_counter() - started
             self.evaluations += len(index)
             return logits
-        return self._forward(self.compose(index, keep))
+        return self._forward(self.compose(index, keep), index)
 
     def _run(
         self, shape: tuple[int, int], valid: Tensor | None, keep_of: Callable[[Tensor, Tensor], Tensor], grad: bool

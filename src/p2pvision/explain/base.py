@@ -6,6 +6,13 @@ the players (computed with the explainer's partitioner when not given); ``target
 tensor, or None for the model's own top-1 class. A method is one class registered with ``@EXPLAINERS.register``
 that overrides :meth:`Explainer._attribute`; its constructor's keyword parameters are its settings (stored as
 attributes of the same names, reported in ``params``).
+
+The model is any PyTorch image classifier: a :class:`~p2pvision.classifier.Classifier` (such as p2pvision's
+``ImageClassifier``) as it is, any other network through :func:`~p2pvision.classifier.as_classifier` (its
+normalisation given to :func:`make_explainer` as ``mean``/``std`` or read from the model; logits read from a
+Hugging Face output). ``explain`` also takes Captum's ``additional_forward_args`` (passed to the model's forward in
+every evaluation, per image where they hold one entry per image) and, for the perturbation methods, ``baselines``:
+the fill of removed pixels for that call (a :class:`~p2pvision.removal.BaselineFill`).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from p2pvision.classifier import as_classifier, forward_args, forward_args_for
 from p2pvision.errors import ConfigError
 from p2pvision.explanation import Explanation, check_images, order_from_scores
 from p2pvision.game import RegionGame
@@ -33,14 +41,17 @@ from p2pvision.regions import (
     region_to_pixel,
 )
 from p2pvision.registry import Registry
-from p2pvision.removal import Removal, TokenDropping, make_removal
+from p2pvision.removal import BaselineFill, Removal, TokenDropping, make_removal
 
 EXPLAINERS: Registry[type[Explainer]] = Registry("explainer", package="p2pvision.explain")
 
 
-def make_explainer(name: str, model: nn.Module, **params: Any) -> Explainer:
-    """``EXPLAINERS.create(name, model, **params)``: an explainer by name (or alias) for ``model``."""
-    return EXPLAINERS.create(name, model, **params)
+def make_explainer(name: str, model: nn.Module, mean: Any = None, std: Any = None, **params: Any) -> Explainer:
+    """``EXPLAINERS.create(name, model, **params)``: an explainer by name (or alias) for ``model``, any PyTorch
+    image classifier. ``mean``/``std``: the input normalisation of a plain network (one or three values each, e.g.
+    ``processor.image_mean``); without them, a timm or Hugging Face model's own is read where it states one, else
+    the network gets the images in [0, 1] as they are (see :func:`~p2pvision.classifier.as_classifier`)."""
+    return EXPLAINERS.create(name, as_classifier(model, mean, std), **params)
 
 
 def explainer_names() -> list[str]:
@@ -65,13 +76,15 @@ class Attribution:
 
 @contextlib.contextmanager
 def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put ``model`` in eval mode and restore its training flag afterwards."""
-    training = model.training
+    """Put ``model`` in eval mode and restore every submodule's training flag afterwards (a wrapper's own flag
+    need not be its network's, and a network may keep some layers in eval mode on purpose)."""
+    flags = [(module, module.training) for module in model.modules()]
     model.eval()
     try:
         yield
     finally:
-        model.train(training)
+        for module, training in flags:
+            module.training = training
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -84,15 +97,48 @@ class Explainer(ABC):
 
     name: ClassVar[str]
 
+    supports_baselines: ClassVar[bool] = False  # whether explain() takes baselines (a fill of removed pixels)
+
     def __init__(self, model: nn.Module, partitioner: Partitioner | None = None) -> None:
-        self.model = model
+        self.model = as_classifier(model)
         self.partitioner = partitioner if partitioner is not None else GridPartitioner(14)
+        self._forward_args: tuple[Any, ...] = ()
 
     def explain(
-        self, images: Tensor, target: int | Tensor | None = None, regions: Tensor | None = None
+        self,
+        images: Tensor,
+        target: int | list[int] | Tensor | None = None,
+        regions: Tensor | None = None,
+        additional_forward_args: Any = None,
+        baselines: float | list[float] | Tensor | None = None,
     ) -> Explanation:
-        """Explain ``images`` (B,3,H,W) in [0,1] for ``target`` (None: the model's top-1 class)."""
+        """Explain ``images`` (B,3,H,W) in [0,1] for ``target`` (an int, a list or (B,) tensor of classes, or None:
+        the model's top-1 class). ``additional_forward_args``: extra arguments of the model's forward, as in Captum
+        (a tensor with B entries is split per image; anything else goes to every evaluation). ``baselines``
+        (perturbation methods): what removed pixels are filled with in this call, in image space: a number, an RGB
+        colour, an image (3,H,W) or one per image (B,3,H,W); None: the explainer's removal."""
         check_images(images)
+        if baselines is not None and not self.supports_baselines:
+            raise ConfigError(f"{self.name} removes no pixels: it takes no baselines")
+        if isinstance(target, list):
+            target = torch.tensor(target, dtype=torch.int64)
+        self._forward_args = forward_args(additional_forward_args)
+        try:
+            with self._baselines(baselines):
+                return self._explain(images, target, regions)
+        finally:
+            self._forward_args = ()
+
+    @contextlib.contextmanager
+    def _baselines(self, baselines: Any) -> Iterator[None]:
+        """Where the method fills removed pixels with ``baselines`` during one call (see PerturbationExplainer)."""
+        yield
+
+    def forward_args_for(self, index: Tensor, count: int) -> tuple[Any, ...]:
+        """The current call's additional forward arguments for images ``index`` of the ``count`` explained."""
+        return forward_args_for(self._forward_args, index, count)
+
+    def _explain(self, images: Tensor, target: int | Tensor | None, regions: Tensor | None) -> Explanation:
         images = images.detach().to(model_device(self.model))
         started = time.perf_counter()
         if regions is None:
@@ -105,7 +151,7 @@ class Explainer(ABC):
                 predicted = attribution.target
             elif predicted is None:  # the method did not see the full images' prediction: one more pass
                 with torch.no_grad():
-                    predicted = self.model(images).argmax(1)
+                    predicted = self.model(images, *self._forward_args).argmax(1)
                 extra_evaluations = len(images)
         seconds = time.perf_counter() - started
         players = region_areas(regions, attribution.scores.shape[1]) > 0
@@ -160,6 +206,7 @@ class PerturbationExplainer(Explainer):
     """An explainer that queries the model on images with removed players, through a :class:`RegionGame`."""
 
     default_value: ClassVar[str] = "log_odds"
+    supports_baselines = True
 
     def __init__(
         self,
@@ -170,12 +217,27 @@ class PerturbationExplainer(Explainer):
         batch_size: int = 64,
     ) -> None:
         super().__init__(model, partitioner)
-        self.removal = make_removal(removal, model=model) if isinstance(removal, str) else removal
+        self.removal = make_removal(removal, model=self.model) if isinstance(removal, str) else removal
         self.value = value or self.default_value
         self.batch_size = batch_size
 
+    @contextlib.contextmanager
+    def _baselines(self, baselines: Any) -> Iterator[None]:
+        """The removal is a :class:`~p2pvision.removal.BaselineFill` of ``baselines`` for one call (reported in
+        ``params``), as Captum's ``baselines`` fill what its perturbation methods remove."""
+        if baselines is None:
+            yield
+            return
+        kept = self.removal
+        self.removal = BaselineFill(baselines)
+        try:
+            yield
+        finally:
+            self.removal = kept
+
     def game(self, images: Tensor, regions: Tensor, target: int | Tensor | None) -> RegionGame:
-        return RegionGame(self.model, images, regions, self.removal, target, self.value, self.batch_size)
+        return RegionGame(self.model, images, regions, self.removal, target, self.value, self.batch_size,
+                          self._forward_args)  # fmt: skip
 
     def attribution(self, game: RegionGame, scores: Tensor, **fields: Any) -> Attribution:
         """An :class:`Attribution` of ``scores`` for the game's target, its ranking and the game's cost counters."""

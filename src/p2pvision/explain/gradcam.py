@@ -66,7 +66,7 @@ def gradcam_plus_plus_weights(activations: Tensor, gradients: Tensor) -> Tensor:
     return (gradients.clamp_min(0) * alpha).sum(dim=(2, 3))
 
 
-@EXPLAINERS.register()
+@EXPLAINERS.register(aliases=("gradcam",))
 class GradCAM(Explainer):
     """Grad-CAM: ``relu(sum_k w_k A_k)`` with ``w_k`` the mean gradient of the target logit over feature map
     ``A_k``, upsampled bilinearly to the image. Cost: one forward+backward pass per image."""
@@ -81,7 +81,7 @@ class GradCAM(Explainer):
         batch_size: PositiveInt = 32,
     ) -> None:
         super().__init__(model, partitioner)
-        network = network_of(model)
+        network = network_of(self.model)
         if isinstance(layer, nn.Module):  # a module of the model (``layer=model.layer4``), kept by its name
             layer = next((name for name, module in network.named_modules() if module is layer and name), None)
             if layer is None:
@@ -105,24 +105,30 @@ class GradCAM(Explainer):
             return f"blocks.{len(network.blocks) - 1}.norm1"
         return self.layer
 
-    def activations_and_logits(self, images: Tensor) -> tuple[Tensor, Tensor]:
-        """The chosen layer's output and the logits of one forward pass (with autograd)."""
+    def activations_and_logits(self, images: Tensor, args: tuple[Any, ...] = ()) -> tuple[Tensor, Tensor]:
+        """The chosen layer's output and the logits of one forward pass (with autograd); ``args``: extra arguments
+        of the model's forward."""
         network = network_of(self.model)
         name = self._layer_name()
         if name is None:
             if not isinstance(network, _FeaturesAndHead):
                 raise ConfigError(f"{type(network).__name__} has no timm forward_features/forward_head: name a layer")
+            if args:
+                raise ConfigError("additional_forward_args need a named layer (layer=...): the default one runs "
+                                  "timm's forward_features/forward_head, which take none")  # fmt: skip
             features = network.forward_features(normalised(self.model, images))
             return features, network.forward_head(features)
         with capture(network, [name]) as records:
-            logits = self.model(images)
+            logits = self.model(images, *args)
         return records[name][-1], logits
 
-    def layer_maps(self, images: Tensor, target: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    def layer_maps(
+        self, images: Tensor, target: Tensor | None, args: tuple[Any, ...] = ()
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """Class activation maps at the layer's resolution (B,h,w), the targets (B,) and the top-1 classes (B,)."""
         with torch.enable_grad():
             # an input that requires grad keeps the activations in the graph when the model's weights are frozen
-            activations, logits = self.activations_and_logits(images.detach().requires_grad_(True))
+            activations, logits = self.activations_and_logits(images.detach().requires_grad_(True), args)
             predicted = logits.detach().argmax(dim=1)
             if target is None:
                 target = predicted
@@ -143,7 +149,9 @@ class GradCAM(Explainer):
         maps, targets, predictions = [], [], []
         for start in range(0, batch, self.batch_size):
             part = None if target is None else target[start : start + self.batch_size]
-            layer_map, chosen, predicted = self.layer_maps(images[start : start + self.batch_size], part)
+            index = torch.arange(start, min(start + self.batch_size, batch), device=images.device)
+            args = self.forward_args_for(index, batch)
+            layer_map, chosen, predicted = self.layer_maps(images[start : start + self.batch_size], part, args)
             maps.append(F.interpolate(layer_map.unsqueeze(1), size=images.shape[2:], mode="bilinear").squeeze(1))
             targets.append(chosen)
             predictions.append(predicted)

@@ -106,7 +106,7 @@ class AttentionRollout(Explainer):
         batch_size: PositiveInt = 32,
     ) -> None:
         super().__init__(model, partitioner)
-        vision_transformer(model)
+        vision_transformer(self.model)
         if head_fusion not in HEAD_FUSIONS:
             raise ConfigError(f"head_fusion must be one of {HEAD_FUSIONS}, got {head_fusion!r}")
         if not 0.0 <= discard_ratio < 1.0:
@@ -121,8 +121,9 @@ class AttentionRollout(Explainer):
         maps, predictions = [], []
         with torch.no_grad():
             for start in range(0, images.shape[0], self.batch_size):
+                index = torch.arange(start, min(start + self.batch_size, images.shape[0]), device=images.device)
                 with recorded_attention(vit) as attentions:
-                    logits = self.model(images[start : start + self.batch_size])
+                    logits = self.model(images[index], *self.forward_args_for(index, images.shape[0]))
                 rolled = rollout(attentions, self.head_fusion, self.discard_ratio)
                 patches = rolled[:, 0, vit.num_prefix_tokens :].reshape(-1, 1, grid[0], grid[1])
                 maps.append(F.interpolate(patches, size=images.shape[2:], mode="nearest-exact").squeeze(1))

@@ -13,6 +13,7 @@ from torch import nn
 
 from p2pvision.removal.base import REMOVALS, Removal, blend, hole_of
 from p2pvision.removal.fills import (
+    BaselineFill,
     BlackFill,
     BlurFill,
     ConstantFill,
@@ -33,6 +34,7 @@ from p2pvision.removal.inpaint import (
 from p2pvision.removal.tokens import TokenDropping
 
 __all__ = [
+    "BaselineFill",
     "BiharmonicInpaint",
     "BlackFill",
     "BlurFill",
@@ -56,6 +58,7 @@ __all__ = [
     "removal_names",
 ]
 
+
 def removal_names() -> list[str]:
     """Names accepted by :func:`make_removal`."""
     return REMOVALS.names()
@@ -65,7 +68,7 @@ def make_removal(name: str, model: nn.Module | None = None, **params: Any) -> Re
     """Build a removal strategy by name (see :func:`removal_names`).
 
     With ``model`` given, ``"mean"`` uses the model's own normalisation mean (zero after normalisation)
-    unless ``mean=`` is passed.
+    unless ``mean=`` is passed; for a network whose normalisation is unknown, each image's mean colour.
     """
     if REMOVALS.resolve(name) == "mean" and model is not None and "mean" not in params:
         return MeanColourFill.for_model(model)

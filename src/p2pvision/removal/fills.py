@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from p2pvision.classifier import Classifier
+from p2pvision.classifier import normalisation_mean
 from p2pvision.errors import ConfigError
 from p2pvision.regions.ops import region_mean, region_to_pixel
 from p2pvision.removal.base import REMOVALS, Removal
@@ -78,24 +78,74 @@ class GreyFill(ConstantFill):
 class MeanColourFill(ConstantFill):
     """Fill with the data set's mean colour, which is zero after the model's normalisation.
 
-    Pass the model's ``mean`` (``MeanColourFill.for_model(classifier)``); the default is ImageNet's.
+    Pass the model's ``mean`` (``MeanColourFill.for_model(classifier)``); the default is ImageNet's. ``mean=None``
+    fills each image with its own mean colour: what :meth:`for_model` gives for a network whose normalisation is
+    unknown (a plain torchvision model given without mean/std), where no colour is known to be neutral.
     """
 
     name = "mean"
 
-    def __init__(self, mean: float | Sequence[float] = IMAGENET_MEAN) -> None:
-        super().__init__(mean)
+    def __init__(self, mean: float | Sequence[float] | None = IMAGENET_MEAN) -> None:
+        self.per_image = mean is None
+        super().__init__(0.0 if mean is None else mean)
 
     @classmethod
     def for_model(cls, model: nn.Module) -> MeanColourFill:
-        """The fill that is zero in ``model``'s normalised input space (needs a ``mean`` buffer)."""
-        if not isinstance(model, Classifier) or model.mean.numel() != 3:
-            raise ConfigError("the mean-colour fill needs a model with a 3-value 'mean' (an ImageClassifier)")
-        return cls(model.mean.flatten().tolist())
+        """The fill that is zero in ``model``'s normalised input space: its normalisation mean where known (an
+        :class:`~p2pvision.models.backbones.ImageClassifier`, a network wrapped with its mean/std), else each
+        image's own mean colour."""
+        mean = normalisation_mean(model)
+        return cls(None if mean is None else mean.tolist())
+
+    def fill(self, images: Tensor, keep: Tensor | None, regions: Tensor | None = None) -> Tensor:
+        if self.per_image:
+            return images.mean(dim=(2, 3), keepdim=True).expand_as(images)
+        return super().fill(images, keep, regions)
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"name": self.name, "mean": list(self.colour)}
+        return {"name": self.name, "mean": "per image" if self.per_image else list(self.colour)}
+
+
+class BaselineFill(Removal):
+    """Fill with a given baseline, as Captum's ``baselines``: a number (grey level), an RGB colour (3,), an image
+    (3,H,W) or one image per explained image (B,3,H,W), in image space ([0, 1], before any normalisation).
+
+    With one baseline per image, ``fill`` must see all B images at once (the region game does: it computes
+    hole-independent fills once per batch).
+    """
+
+    name = "baseline"
+
+    def __init__(self, baseline: float | Sequence[float] | Tensor) -> None:
+        tensor = torch.as_tensor(baseline, dtype=torch.float32).detach()
+        if tensor.ndim == 1 and tensor.numel() == 3:
+            tensor = tensor.view(3, 1, 1)
+        if not (tensor.ndim == 0 or (tensor.ndim in (3, 4) and tensor.shape[-3] == 3)):
+            raise ConfigError(f"baselines must be a number, 3 RGB values, an image (3,H,W) or images (B,3,H,W), got "
+                              f"shape {tuple(tensor.shape)}")  # fmt: skip
+        low, high = (float(value) for value in tensor.aminmax())
+        if low < -1e-3 or high > 1 + 1e-3:
+            raise ConfigError(f"baselines must be in [0, 1] like the images (before normalisation), got values in "
+                              f"[{low:.3g}, {high:.3g}]")  # fmt: skip
+        self.baseline = tensor
+
+    def fill(self, images: Tensor, keep: Tensor | None, regions: Tensor | None = None) -> Tensor:
+        baseline = self.baseline.to(images)
+        if baseline.ndim == 4 and baseline.shape[0] not in (1, images.shape[0]):
+            raise ValueError(f"baselines hold {baseline.shape[0]} images, but {images.shape[0]} are filled")
+        try:
+            return baseline.expand_as(images)
+        except RuntimeError:
+            raise ValueError(f"baselines of shape {tuple(self.baseline.shape)} do not fit images of shape "
+                             f"{tuple(images.shape)}") from None  # fmt: skip
+
+    @property
+    def params(self) -> dict[str, Any]:
+        shape = list(self.baseline.shape)
+        if self.baseline.numel() <= 3:
+            return {"name": self.name, "baseline": self.baseline.flatten().tolist()}
+        return {"name": self.name, "baseline": f"tensor {shape}"}
 
 
 @REMOVALS.register()
