@@ -6,14 +6,25 @@ Wired into the main parser with ``add_explain_command(subparsers)``.
 from __future__ import annotations
 
 import argparse
+import difflib
+import inspect
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from p2pvision.cli.arguments import non_negative_int, output_folder, positive_int
+from p2pvision.cli.inputs import all_images_missing, check_checkpoint_exists, report_failures
 from p2pvision.errors import ConfigError, P2PVisionError
 from p2pvision.models.loading import DEFAULT_MODEL
+from p2pvision.registry import Declared, DeclaredRegistry
+
+# The explainers and removals as their source declares them: names, aliases and parameters are checked before
+# torch loads (tests/test_fail_fast.py compares them with the registries).
+DECLARED_EXPLAINERS = DeclaredRegistry("explainer", "p2pvision.explain", "EXPLAINERS")
+DECLARED_REMOVALS = DeclaredRegistry("removal", "p2pvision.removal", "REMOVALS")
+# Modules whose names an explainer's parameter annotations may use in the checks before torch loads.
+_LIGHT_ANNOTATION_MODULES = ("p2pvision.config", "typing", "collections.abc")
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -39,6 +50,71 @@ def _check_params(name: str, params: dict[str, Any]) -> None:
     given = {key: value for key, value in params.items() if key in known}
     try:
         check_arguments(EXPLAINERS.get(name), given, skip=("model",))
+    except ValidationError as exc:
+        raise ConfigError(f"--param {format_error(exc, None, given)}") from None
+
+
+def declared_annotations(member: Declared) -> dict[str, Any]:
+    """``{parameter: annotation}`` of ``member``'s constructor, evaluated where it uses only builtins and names its
+    module imports from light modules (``Any`` elsewhere: such a value is left to the registry's own check)."""
+    import builtins
+    import importlib
+
+    namespace: dict[str, Any] = {}
+    for local, target in member.imports.items():
+        module, _, name = target.rpartition(".")
+        if module in _LIGHT_ANNOTATION_MODULES:
+            namespace[local] = getattr(importlib.import_module(module), name, None)
+    annotations: dict[str, Any] = {}
+    for key, parameter in (member.parameters or {}).items():
+        try:
+            value = eval(parameter.annotation or "Any", {"__builtins__": builtins, "Any": Any, **namespace})  # noqa: S307 (the package's own source)
+        except Exception:  # a name imported from a heavy module (nn.Module, Partitioner...)
+            value = Any
+        annotations[key] = Any if value is None else value
+    return annotations
+
+
+def check_before_loading(args: argparse.Namespace) -> None:
+    """Method, removal and ``--param`` names and values, from the registries' source (no torch): mistakes are one
+    line at once. The registries check again when the explainer is built; where their source cannot be read
+    statically (:attr:`DeclaredRegistry.complete` False) the checks are left to them."""
+    if not DECLARED_EXPLAINERS.complete:
+        return
+    member = DECLARED_EXPLAINERS.get(args.method)
+    if args.removal is not None:
+        if "PerturbationExplainer" not in member.ancestors:
+            raise ConfigError(f"--removal applies to perturbation methods; {member.name} does not remove regions")
+        if DECLARED_REMOVALS.complete:
+            DECLARED_REMOVALS.resolve(args.removal)
+    params = dict(args.param)
+    if member.parameters is None or not params:
+        return
+    known = [key for key in member.parameters if key != "model"]
+    unknown = [key for key in params if key not in known]
+    if unknown and not member.any_keyword:
+        close = difflib.get_close_matches(unknown[0], known, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"invalid parameters for explainer '{member.name}': unknown parameter '{unknown[0]}'"
+                          f"{hint}; known: {', '.join(known) or 'none'}")  # fmt: skip
+    annotations = declared_annotations(member)
+
+    def declared(**_values: Any) -> None:  # the constructor's signature, for the configuration layer's check
+        """Stands for the explainer's constructor."""
+
+    declared.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+        [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, annotation=annotations[key]) for key in known]
+    )
+    _check_values(declared, {key: value for key, value in params.items() if key in known})
+
+
+def _check_values(function: Callable[..., Any], given: dict[str, Any]) -> None:
+    from pydantic import ValidationError
+
+    from p2pvision.config import check_arguments, format_error
+
+    try:
+        check_arguments(function, given)
     except ValidationError as exc:
         raise ConfigError(f"--param {format_error(exc, None, given)}") from None
 
@@ -190,8 +266,14 @@ def _output_stem(path: Path, used: set[str]) -> str:
 def run_explain(args: argparse.Namespace) -> int:
     """Explain each image in turn, printing progress and where the results went."""
 
+    check_before_loading(args)  # names and parameters, before torch loads
+    missing = all_images_missing(args.images)
+    if missing:
+        return report_failures(missing, len(args.images))
+    if args.checkpoint is not None:
+        check_checkpoint_exists(args.checkpoint)
+
     from p2pvision.cache import atomic_path, write_json
-    from p2pvision.cli.inputs import report_failures
     from p2pvision.explain import EXPLAINERS
     from p2pvision.io import load_image
     from p2pvision.report.overlays import explanation_overlay

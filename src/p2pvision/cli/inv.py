@@ -71,9 +71,15 @@ def _output_names(paths: list[Path]) -> list[str]:
 
 
 def run_explain(args: argparse.Namespace) -> int:
+    from p2pvision.cli.inputs import all_images_missing, check_checkpoint_exists, report_failures
+
+    missing = all_images_missing(args.images)  # before torch loads
+    if missing:
+        return report_failures(missing, len(args.images))
+    if args.checkpoint is not None:
+        check_checkpoint_exists(args.checkpoint)
 
     from p2pvision.cli.explain import choose_device, load_model_from_args
-    from p2pvision.cli.inputs import report_failures
     from p2pvision.inv.clustermaps import InvConfig, cluster_maps
     from p2pvision.inv.runs import save_cluster_maps
     from p2pvision.io import load_image

@@ -22,7 +22,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from p2pvision.cli.inputs import report_failures
+    from p2pvision.cli.inputs import all_images_missing, check_checkpoint_exists, report_failures
+
+    check_checkpoint_exists(args.checkpoint)  # before torch loads
+    missing = all_images_missing(args.images)
+    if missing:
+        return report_failures(missing, len(args.images))
+
     from p2pvision.models.p2p.checkpoint import load_p2p
     from p2pvision.predict import predict_files
 
@@ -42,6 +48,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    from p2pvision.cli.inputs import check_checkpoint_exists
+
+    check_checkpoint_exists(args.checkpoint)  # before torch loads
+
     from p2pvision.benchmark.evaluate import evaluate_checkpoint
 
     deltas = tuple(args.delta)

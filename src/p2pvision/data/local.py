@@ -6,11 +6,11 @@ import os
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
-import numpy as np
-
 from p2pvision.errors import ConfigError
 
-if TYPE_CHECKING:  # keep this module free of torch so that the CLI starts fast
+if TYPE_CHECKING:  # keep this module free of torch and numpy so that the CLI starts fast
+    import numpy as np
+
     from p2pvision.data.cifar import Cifar10Dataset
     from p2pvision.data.folders import FileListDataset
 
@@ -66,6 +66,8 @@ def open_local_dataset(
 
 def dataset_labels(dataset: SizedDataset) -> np.ndarray:
     """All labels of a data set without loading its images where the data set allows it."""
+    import numpy as np
+
     if hasattr(dataset, "labels"):
         return np.asarray(dataset.labels)
     if hasattr(dataset, "samples"):
