@@ -28,17 +28,11 @@ def kept_overlay(image: np.ndarray, keep: np.ndarray, regions: np.ndarray, dim: 
     return out.clip(0, 255).astype(np.uint8)
 
 
-def embedding_colours(embeddings: np.ndarray, regions: np.ndarray, kept: np.ndarray) -> np.ndarray:
-    """(H,W,3) float: every region coloured by its embedding (min-max scaled to RGB over kept regions)."""
-    used = np.unique(regions)
-    reference = embeddings[used[kept[used]]] if kept[used].any() else embeddings[used]
-    low, high = reference.min(0), reference.max(0)
-    colours = (embeddings[:, :3] - low[:3]) / np.maximum(high[:3] - low[:3], 1e-8)
-    if colours.shape[1] < 3:
-        colours = np.pad(colours, ((0, 0), (0, 3 - colours.shape[1])), constant_values=0.5)
-    picture = colours.clip(0, 1)[regions]
-    picture[~kept[regions]] *= 0.25
-    return picture
+def region_centres(regions: np.ndarray, labels: Sequence[int]) -> dict[int, tuple[float, float]]:
+    """(x, y) centroid of each region label in ``labels``."""
+    rows, columns = np.mgrid[: regions.shape[0], : regions.shape[1]]  # row and column of every pixel
+    return {int(label): (float(columns[regions == label].mean()), float(rows[regions == label].mean()))
+            for label in labels if (regions == label).any()}  # fmt: skip
 
 
 def explanation_figure(
@@ -48,45 +42,59 @@ def explanation_figure(
     title: str,
     path: str | os.PathLike[str],
     class_names: Sequence[str],
+    dpi: int = 200,
 ) -> Path:
-    """A 4-panel PNG of image ``index`` of a P2P explanation: input, kept regions, regions coloured by embedding,
-    correlation of kept regions."""
+    """A 4-panel PNG of image ``index`` of a P2P explanation, each panel readable at its printed size: the input;
+    the kept regions (what the classifier saw) with the prediction, its probability, tau and the kept share; the
+    selection probability of every region with its colour bar; the correlation of the kept regions (numbered as
+    on the kept panel) with its colour bar."""
     result = explanation[index].cpu()
     confidences, kept_fractions = result.confidence, result.kept_fraction
     if result.regions is None or result.keep is None or kept_fractions is None:
         raise ValueError(f"a '{result.method}' explanation lacks the regions and keep mask of P2P")
     if result.scores is None or confidences is None:
         raise ValueError(f"a '{result.method}' explanation lacks the region scores and probabilities of P2P")
-    regions = result.regions[0].numpy()
-    keep = result.keep[0].numpy()
-    kept = (result.scores[0] > 0.5).numpy()
+    factor = max(1, 256 // max(image.shape[:2]))  # small images drawn larger, so region outlines stay thin
+    image, regions, keep = (np.kron(array, np.ones((factor, factor) + (1,) * (array.ndim - 2), array.dtype))
+                            for array in (image, result.regions[0].numpy(), result.keep[0].numpy()))  # fmt: skip
+    scores = result.scores[0].numpy()
+    kept = [int(region) for region in np.flatnonzero(scores > 0.5)]
     label = class_names[int(result.predicted[0])]
     confidence, tau = float(confidences[0]), float(result.extras["tau"][0])
-    figure, axes = plt.subplots(1, 4, figsize=(13, 3.6), constrained_layout=True)
+    figure, axes = plt.subplots(1, 4, figsize=(13, 3.9), constrained_layout=True)
     axes[0].imshow(image)
-    axes[0].set_title(title, fontsize=9)
+    axes[0].set_title(f"input\n{title}", fontsize=10)
     axes[1].imshow(kept_overlay(image, keep, regions))
-    axes[1].set_title(
-        f"{label} ({confidence:.2f}); tau {tau:.2f}, kept {float(kept_fractions[0]):.0%}",
-        fontsize=9,
-    )
-    axes[2].imshow(embedding_colours(result.extras['embeddings'][0].numpy(), regions, kept))
-    axes[2].set_title("regions coloured by embedding", fontsize=9)
-    chosen = np.flatnonzero(kept)
-    if len(chosen):
-        matrix = result.extras['correlation'][0].numpy()[np.ix_(chosen, chosen)]
-        shown = axes[3].imshow(matrix, vmin=-1, vmax=1, cmap="coolwarm")
-        axes[3].set_xticks(range(len(chosen)), chosen, fontsize=6, rotation=90)
-        axes[3].set_yticks(range(len(chosen)), chosen, fontsize=6)
-        figure.colorbar(shown, ax=axes[3], fraction=0.046)
+    axes[1].set_title(f"kept {float(kept_fractions[0]):.0%} of the pixels (tau {tau:.2f})\n"
+                      f"prediction: {label} (p = {confidence:.2f})", fontsize=10)  # fmt: skip
+    numbers = {region: number for number, region in enumerate(kept, start=1)}
+    if len(kept) <= 20:  # numbered so the correlation panel can name them
+        for region, (x, y) in region_centres(regions, kept).items():
+            axes[1].text(x, y, str(numbers[region]), color="black", fontsize=7, ha="center", va="center",
+                         bbox={"boxstyle": "round,pad=0.15", "fc": "#ffc800", "ec": "none", "alpha": 0.85})  # fmt: skip
+    shown = axes[2].imshow(scores[regions], cmap="viridis", vmin=0, vmax=1)
+    axes[2].contour(keep.astype(float), levels=[0.5], colors="white", linewidths=1.0)
+    axes[2].set_title("selection probability of each region\n(white outline: kept, p > 0.5)", fontsize=10)
+    bar = figure.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.02)
+    bar.set_label("sigmoid(mu)", fontsize=8)
+    if len(kept):
+        matrix = result.extras["correlation"][0].numpy()[np.ix_(kept, kept)]
+        shown = axes[3].imshow(matrix, vmin=-1, vmax=1, cmap="RdBu_r")
+        step = max(1, int(np.ceil(len(kept) / 12)))  # at most 12 tick labels, so they stay legible
+        ticks = list(range(0, len(kept), step))
+        axes[3].set_xticks(ticks, [str(t + 1) for t in ticks], fontsize=8)
+        axes[3].set_yticks(ticks, [str(t + 1) for t in ticks], fontsize=8)
+        axes[3].set_xlabel("kept region", fontsize=8)
+        bar = figure.colorbar(shown, ax=axes[3], fraction=0.046, pad=0.02)
+        bar.set_label("correlation", fontsize=8)
     else:
         axes[3].text(0.5, 0.5, "no region kept", ha="center", va="center", fontsize=10)
         axes[3].axis("off")
-    axes[3].set_title("correlation of kept regions", fontsize=9)
+    axes[3].set_title("correlation of the kept regions\n(of Sigma = E E^T + jitter I)", fontsize=10)
     for axis in axes[:3]:
         axis.axis("off")
     path = Path(path)
     with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=110)
+        figure.savefig(tmp, dpi=dpi)
     plt.close(figure)
     return path
