@@ -26,6 +26,7 @@ CHEAP = {
     "sliding_patch": {"patch": 8, "stride": 8},
     "meaningful_perturbation": {"steps": 3, "mask_size": 8},
     "rise": {"num_masks": 24},
+    "captum": {"n_steps": 4},
 }
 P2P_SETTINGS = {"classifier": "test_resnet", "selector_backbone": "test_resnet", "selector_levels": (1, 2),
                 "head_channels": 8, "max_regions": 16, "partition": {"name": "grid", "grid": 4}, "fixed_tau": 0.25,

@@ -203,8 +203,9 @@ def test_additional_forward_args_reach_every_evaluation_per_image(resnet: nn.Mod
     scale = torch.tensor([2.0, -0.5])
     explainer = make_explainer("occlusion", model, patch=32, stride=16, value="logit", batch_size=7)
     explanation = explainer.explain(images, TARGET, additional_forward_args=(scale, 1.0), baselines=0.0)
-    reference = Occlusion(model).attribute(images, sliding_window_shapes=(3, 32, 32), strides=(3, 16, 16),
-                                           baselines=0.0, target=TARGET, additional_forward_args=(scale, 1.0))  # fmt: skip
+    reference = Occlusion(model).attribute(
+        images, (3, 32, 32), strides=(3, 16, 16), baselines=0.0, target=TARGET, additional_forward_args=(scale, 1.0)
+    )
     assert (explanation.pixel_map - reference[:, 0]).abs().max() <= 1e-5 * reference.abs().max()
     for b in range(2):  # each image sees its own entry in chunks that mix images
         alone = explainer.explain(images[b : b + 1], TARGET[b], additional_forward_args=scale[b : b + 1],

@@ -4,6 +4,8 @@ Post-hoc explainers, P2P and the trained baselines all implement one protocol, :
 ``explain(images, target=None, regions=None) -> Explanation``. An explanation stays on the images' device (metrics
 consume it there); it becomes CPU tensors, JSON or a file only at the edge (:meth:`Explanation.cpu`,
 :meth:`Explanation.record`, :meth:`Explanation.save`). Files are safetensors plus JSON metadata: loading runs no code.
+Attributions computed elsewhere (Captum's, any (B,C,H,W) or (B,H,W) tensor) become an explanation with
+:meth:`Explanation.from_attributions`, so this project's metrics score them (``p2pvision.metrics.score``).
 """
 
 from __future__ import annotations
@@ -17,12 +19,15 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import torch
+import torch.nn.functional as F
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from p2pvision.cache import atomic_path, strict_json
+from p2pvision.classifier import as_classifier
 from p2pvision.errors import WeightsError
+from p2pvision.regions import GridPartitioner, Partitioner, partition_batch, region_areas, region_mean
 from p2pvision.regions.masks import hard_keep
 
 TENSOR_FIELDS = (
@@ -109,6 +114,55 @@ class Explanation:
         return cls(method="classifier", predicted=predicted, target=resolve_target(target, predicted),
                    probabilities=probabilities, evaluations=torch.ones(len(images), device=images.device),
                    seconds=time.perf_counter() - started)  # fmt: skip
+
+    @classmethod
+    @torch.no_grad()
+    def from_attributions(
+        cls,
+        attributions: Any,
+        model: torch.nn.Module,
+        images: Tensor,
+        target: int | Sequence[int] | Tensor | None = None,
+        method: str = "attributions",
+        regions: Tensor | None = None,
+        partitioner: Partitioner | None = None,
+        mean: Any = None,
+        std: Any = None,
+    ) -> Explanation:
+        """The explanation of ``images`` (B,3,H,W) in [0,1] that ``attributions`` give for ``model``: e.g. Captum's
+        output, (B,C,h,w) (channels summed, as Captum's visualisation does), (B,1,h,w) or (B,h,w), a tensor or an
+        array; a map of another size (a layer's) is upsampled bilinearly to the images. One forward pass of
+        ``model`` (as given: put it in eval mode; ``mean``/``std`` as for :func:`~p2pvision.explain.make_explainer`)
+        gives the prediction and probabilities; ``target`` (None: the prediction) is the class the attributions
+        explain. ``regions`` (default: ``partitioner``'s, a 14 x 14 grid) get the mean of the map as their scores,
+        for the metrics that rank regions. The cost of the attributions is unknown here (``evaluations`` None)."""
+        check_images(images)
+        attributions = torch.as_tensor(attributions).detach().to(images.device, torch.float32)
+        count, size = images.shape[0], tuple(images.shape[2:])
+        if attributions.ndim == 3:
+            attributions = attributions.unsqueeze(1)
+        if attributions.ndim != 4 or attributions.shape[0] != count:
+            raise ValueError(f"attributions must be ({count}, C, H, W) or ({count}, H, W) for {count} images, got "
+                             f"shape {tuple(attributions.shape)}")  # fmt: skip
+        pixel_map = attributions.sum(dim=1, keepdim=True)
+        if tuple(pixel_map.shape[2:]) != size:
+            pixel_map = F.interpolate(pixel_map, size=size, mode="bilinear")
+        pixel_map = pixel_map.squeeze(1)
+        classifier = as_classifier(model, mean, std)
+        probabilities = classifier(images).float().softmax(-1)
+        predicted = probabilities.argmax(-1)
+        params: dict[str, Any] = {"method": method, "source": "attributions", "channels": "sum"}
+        if regions is None:
+            partitioner = partitioner if partitioner is not None else GridPartitioner(14)
+            regions = partition_batch(images, partitioner)
+            params["partition"] = partitioner.params
+        regions = regions.to(images.device)
+        slots = int(regions.max()) + 1 if regions.numel() else 0
+        players = region_areas(regions, slots) > 0
+        scores = region_mean(pixel_map.unsqueeze(1), regions, slots).squeeze(-1).masked_fill(~players, 0.0)
+        return cls(method=method, predicted=predicted, target=resolve_target(target, predicted), pixel_map=pixel_map,
+                   regions=regions, scores=scores, order=order_from_scores(scores, players),
+                   probabilities=probabilities, params=params)  # fmt: skip
 
     # -- derived values -----------------------------------------------------------------------------------
     @property
@@ -207,7 +261,7 @@ def check_images(images: Tensor) -> None:
                          f"[{low:.3g}, {high:.3g}]: pass the images before normalisation")  # fmt: skip
 
 
-def resolve_target(target: int | Tensor | None, predicted: Tensor) -> Tensor:
+def resolve_target(target: int | Sequence[int] | Tensor | None, predicted: Tensor) -> Tensor:
     """``target`` as a (B,) int64 tensor on the predictions' device; None gives the predictions."""
     if target is None:
         return predicted.clone()

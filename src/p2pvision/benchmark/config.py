@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 import itertools
 import json
 from dataclasses import dataclass, field
@@ -158,7 +159,12 @@ def _check_params(explainer: str, params: dict[str, Any]) -> None:
 
     if explainer not in EXPLAINERS:
         return  # the method class names the explainers
-    check_arguments(EXPLAINERS.get(explainer), params, skip=("model", "partitioner"), extra=("partition",))
+    cls = EXPLAINERS.get(explainer)
+    parameters = inspect.signature(cls).parameters.values()
+    # an explainer with **options (captum: the Captum method's own options) checks those keys itself when built
+    open_keys = [key for key in params if key not in EXPLAINERS.parameters(explainer)] if any(
+        parameter.kind is parameter.VAR_KEYWORD for parameter in parameters) else []  # fmt: skip
+    check_arguments(cls, params, skip=("model", "partitioner"), extra=("partition", *open_keys))
     if "partition" in params:
         if not isinstance(params["partition"], dict):
             raise error_at("partition", params["partition"], "must be a mapping, e.g. {name: grid, grid: 8}")

@@ -1,7 +1,9 @@
 """Metrics that compare explanations and interpretable models; each states whether higher or lower is better.
 
 ``make_metric(name, **params)`` builds one (``metric_names()`` lists them); every metric is called the same way,
-``metric.update(explanation, EvalBatch(images, labels=..., mask=..., model=...))`` then ``metric.compute()``.
+``metric.update(explanation, EvalBatch(images, labels=..., mask=..., model=...))`` then ``metric.compute()``;
+``score(attributions, model, images, target, metrics=[...])`` scores any attribution tensor (e.g. Captum's) in one
+call.
 Modules: ``prediction`` (accuracy, kept fraction, cost), ``localisation``, ``faithfulness``, ``similarity``.
 """
 
@@ -14,6 +16,7 @@ _EXPORTS = {
     "METRICS": "p2pvision.metrics.base",
     "make_metric": "p2pvision.metrics.registry",
     "metric_names": "p2pvision.metrics.registry",
+    "score": "p2pvision.metrics.scoring",
 }
 __all__ = sorted(_EXPORTS)
 

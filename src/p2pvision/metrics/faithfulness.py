@@ -110,7 +110,8 @@ class _GameMetric(Metric):
         self.removal_name, self.removal_params = removal_spec(removal)
         self.removal_settings = make_removal(self.removal_name, **self.removal_params).params  # checks them now
         if self.removal_name == "mean" and "mean" not in self.removal_params:
-            self.removal_settings = {"name": "mean", "mean": "the model's normalisation mean (0 after it)"}
+            self.removal_settings = {"name": "mean", "mean": "the model's normalisation mean (0 after it), or each "
+                                     "image's mean colour where the normalisation is unknown"}  # fmt: skip
         self.value = check_choice("value", value, VALUES)
 
     def removal(self, model: nn.Module) -> Removal | TokenDropping:

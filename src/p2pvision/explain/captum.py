@@ -1,0 +1,227 @@
+"""Any Captum attribution method as an explainer: ``make_explainer("captum", model, attribution="IntegratedGradients",
+n_steps=32)``, so that Captum's methods run in the benchmark and the report beside this project's (a method entry
+``{kind: explainer, explainer: captum, params: {attribution: IntegratedGradients, n_steps: 32}}``).
+
+Keyword options go to the Captum class's constructor where it takes them (``multiply_by_inputs``...) and to its
+``attribute`` otherwise (``n_steps``, ``baselines``, ``sliding_window_shapes``...; YAML lists become tuples); a
+``layer`` (a module of the model or its name) goes to the layer methods (``LayerGradCam``...). Perturbation methods
+that take a ``feature_mask`` (``FeatureAblation``, ``ShapleyValueSampling``, ``Lime``, ``KernelShap``) get the
+explainer's regions unless one is given. Captum attributes the target's logit of the model fed images in [0,1]
+(normalised inside, as every explainer here), so ``baselines`` are images in [0,1] too (Captum's default 0 is
+black). The map is the sum of the attribution over channels (Captum's visualisation), upsampled bilinearly where a
+layer's map is smaller; the region scores are its region means. ``evaluations`` counts every image the model saw
+(a forward+backward pass counts once), plus one pass for the prediction; random methods draw from ``seed``.
+
+Captum is an optional dependency (``pip install captum``, or the ``captum`` extra): no method of this project needs
+it, so the package stays without it; it is imported when this explainer is built, and a one-line error names the
+install command where it is missing.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from p2pvision.classifier import network_of
+from p2pvision.config import NonNegativeInt, PositiveInt
+from p2pvision.errors import ConfigError
+from p2pvision.explain.base import (
+    EXPLAINERS,
+    Attribution,
+    Explainer,
+    check_positive,
+    order_from_scores,
+    pixel_scores,
+    present_players,
+)
+from p2pvision.regions import Partitioner
+
+# Constructor parameters that the explainer fills itself.
+_OWN = ("self", "forward_func", "model", "layer", "device_ids")
+
+
+def _captum_attr() -> Any:
+    try:
+        import captum.attr
+    except ImportError:
+        raise ConfigError("the captum explainer needs Captum: pip install captum") from None
+    return captum.attr
+
+
+def _attribution_class(name: str) -> Any:
+    attr = _captum_attr()
+    found = getattr(attr, name, None)
+    if not (isinstance(found, type) and issubclass(found, attr.Attribution)):
+        names = sorted(n for n in dir(attr) if isinstance(getattr(attr, n), type)
+                       and issubclass(getattr(attr, n), attr.Attribution) and n[0].isupper())  # fmt: skip
+        close = difflib.get_close_matches(str(name), names, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"attribution must be a Captum attribution class, got {name!r}{hint}; e.g. "
+                          "IntegratedGradients, Saliency, LayerGradCam, Occlusion, FeatureAblation")  # fmt: skip
+    return found
+
+
+def _describe(value: Any) -> Any:
+    """A JSON-serialisable description of an option (tensors by shape, modules by type)."""
+    if isinstance(value, Tensor):
+        return value.item() if value.numel() == 1 else f"tensor {list(value.shape)}"
+    if isinstance(value, nn.Module):
+        return type(value).__name__
+    if isinstance(value, (list, tuple)):
+        return [_describe(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): _describe(item) for key, item in value.items()}
+    return value if value is None or isinstance(value, (bool, int, float, str)) else repr(value)
+
+
+class _Counted(nn.Module):
+    """The classifier as Captum's forward function (a module, for the methods that hook its layers), counting the
+    images it sees."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.seen = 0
+
+    def forward(self, images: Tensor, *args: Any) -> Tensor:
+        self.seen += images.shape[0]
+        return self.model(images, *args)
+
+
+@EXPLAINERS.register()
+class CaptumExplainer(Explainer):
+    """A Captum attribution method (``attribution``, a class name of ``captum.attr``) with its keyword
+    ``options``, on chunks of ``batch_size`` images (see the module docstring). Cost: the method's own (e.g.
+    ``n_steps`` evaluations per image for integrated gradients) plus one for the prediction."""
+
+    name = "captum"
+
+    def __init__(
+        self,
+        model: nn.Module,
+        attribution: str = "IntegratedGradients",
+        partitioner: Partitioner | None = None,
+        layer: str | nn.Module | None = None,
+        batch_size: PositiveInt = 16,
+        seed: NonNegativeInt = 0,
+        **options: Any,
+    ) -> None:
+        super().__init__(model, partitioner)
+        self.attribution = attribution
+        self.cls = _attribution_class(attribution)
+        self.batch_size = check_positive("batch_size", batch_size)
+        self.seed = int(seed)
+        self.options = {key: tuple(value) if isinstance(value, list) else value for key, value in options.items()}
+        init = inspect.signature(self.cls.__init__).parameters
+        attribute = inspect.signature(self.cls.attribute).parameters
+        self.init_options = {key: value for key, value in self.options.items() if key in init and key not in _OWN}
+        self.attribute_options = {key: value for key, value in self.options.items() if key not in self.init_options}
+        reserved = sorted(set(self.attribute_options) & {"inputs", "target", "additional_forward_args"})
+        unknown = sorted(set(self.attribute_options) - set(attribute) - set(reserved))
+        if reserved:
+            raise ConfigError(f"{', '.join(reserved)}: given to explain() (target=..., additional_forward_args=...), "
+                              f"not as options of Captum's {attribution}")  # fmt: skip
+        if unknown:
+            known = sorted({*init, *attribute} - {*_OWN, "inputs", "target", "additional_forward_args", "kwargs"})
+            close = difflib.get_close_matches(unknown[0], known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown option {', '.join(unknown)} of Captum's {attribution}{hint}; known: "
+                              f"{', '.join(known)}")  # fmt: skip
+        missing = [
+            name
+            for name, parameter in init.items()
+            if name not in (*_OWN, *self.init_options)
+            and parameter.default is parameter.empty
+            and parameter.kind is parameter.POSITIONAL_OR_KEYWORD
+        ]
+        if missing:  # e.g. NoiseTunnel, which wraps another attribution object
+            raise ConfigError(
+                f"Captum's {attribution} needs {', '.join(missing)}, which the captum explainer does "
+                "not build: wrap it yourself and score its output with p2pvision.metrics.score"
+            )
+        self.takes_layer = "layer" in init
+        network = network_of(self.model)
+        if isinstance(layer, nn.Module):
+            layer = next((name for name, module in network.named_modules() if module is layer and name), None)
+            if layer is None:
+                raise ConfigError("the layer module given to the captum explainer is not a submodule of the model")
+        if self.takes_layer and layer is None:
+            raise ConfigError(f"Captum's {attribution} attributes to a layer: give layer=... (a module or its name)")
+        if layer is not None and not self.takes_layer:
+            raise ConfigError(f"Captum's {attribution} takes no layer")
+        if layer is not None:
+            try:
+                network.get_submodule(layer)
+            except AttributeError as error:
+                raise ConfigError(f"model has no layer {layer!r}: {error}") from None
+        self.layer = layer
+        self.takes_feature_mask = "feature_mask" in attribute
+
+    def _method(self, forward: _Counted) -> Any:
+        first = "model" if "model" in inspect.signature(self.cls.__init__).parameters else "forward_func"
+        arguments: dict[str, Any] = {first: forward, **self.init_options}
+        if self.takes_layer and self.layer is not None:
+            arguments["layer"] = network_of(self.model).get_submodule(self.layer)
+        return self.cls(**arguments)
+
+    def _attribute(self, images: Tensor, regions: Tensor, target: int | Tensor | None) -> Attribution:
+        batch = images.shape[0]
+        forward = _Counted(self.model)
+        method = self._method(forward)
+        chunks = [torch.arange(start, min(start + self.batch_size, batch), device=images.device)
+                  for start in range(0, batch, self.batch_size)]  # fmt: skip
+        with torch.no_grad():
+            predicted = torch.cat([forward(images[index], *self.forward_args_for(index, batch)).argmax(1)
+                                   for index in chunks])  # fmt: skip
+        chosen = predicted if target is None else torch.as_tensor(target, dtype=torch.int64, device=images.device)
+        chosen = chosen.expand(batch).clone()
+        maps = []
+        devices = [images.device.index or 0] if images.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), torch.enable_grad():
+            torch.manual_seed(self.seed)
+            for index in chunks:
+                options = {  # tensors with one entry per image (baselines...) are sliced like the images
+                    key: value[index.to(value.device)]
+                    if isinstance(value, Tensor) and value.ndim == 4 and value.shape[0] == batch else value
+                    for key, value in self.attribute_options.items()
+                }  # fmt: skip
+                if self.takes_feature_mask and "feature_mask" not in options:
+                    options["feature_mask"] = regions[index].unsqueeze(1)
+                args = self.forward_args_for(index, batch)
+                result = method.attribute(images[index].clone(), target=chosen[index],
+                                          additional_forward_args=args or None, **options)  # fmt: skip
+                maps.append(self._map(result[0] if isinstance(result, tuple) else result, images.shape[2:]))
+        pixel_map = torch.cat(maps)
+        scores = pixel_scores(pixel_map, regions)
+        return Attribution(
+            scores=scores,
+            target=chosen,
+            predicted=predicted,
+            evaluations=forward.seen,
+            order=order_from_scores(scores, present_players(regions)),
+            pixel_map=pixel_map,
+        )
+
+    @staticmethod
+    def _map(attributions: Tensor, size: torch.Size) -> Tensor:
+        """(B,H,W): the attribution summed over channels, upsampled bilinearly where it is smaller."""
+        attributions = attributions.detach().float()
+        if attributions.ndim == 3:
+            attributions = attributions.unsqueeze(1)
+        if attributions.ndim != 4:
+            raise ConfigError(f"the Captum attribution has shape {tuple(attributions.shape)}: an image map needs "
+                              "(B, C, H, W)")  # fmt: skip
+        summed = attributions.sum(dim=1, keepdim=True)
+        if tuple(summed.shape[2:]) != tuple(size):
+            summed = F.interpolate(summed, size=tuple(size), mode="bilinear")
+        return summed.squeeze(1)
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"attribution": self.attribution, "layer": self.layer, "batch_size": self.batch_size,
+                "seed": self.seed, **{key: _describe(value) for key, value in self.options.items()}}  # fmt: skip
