@@ -173,6 +173,19 @@ def forward_args_for(args: tuple[Any, ...], index: Tensor, count: int) -> tuple[
 
 
 @contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Put ``model`` in eval mode and restore every submodule's training flag afterwards (a wrapper's own flag
+    need not be its network's, and a network may keep some layers in eval mode on purpose)."""
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield
+    finally:
+        for module, training in flags:
+            module.training = training
+
+
+@contextlib.contextmanager
 def capture(network: nn.Module, layers: Sequence[str], inputs: bool = False) -> Iterator[dict[str, list[Tensor]]]:
     """Record what each named submodule of ``network`` outputs (its first input with ``inputs=True``) on every
     forward pass inside the context: ``{layer: [tensor per pass]}``. Gradients flow through the recorded tensors;

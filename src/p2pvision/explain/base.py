@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from p2pvision.classifier import as_classifier, forward_args, forward_args_for
+from p2pvision.classifier import as_classifier, eval_mode, forward_args, forward_args_for
 from p2pvision.errors import ConfigError
 from p2pvision.explanation import Explanation, check_images, order_from_scores
 from p2pvision.game import RegionGame
@@ -72,19 +72,6 @@ class Attribution:
     forward_seconds: float = 0.0
     removal_seconds: float = 0.0
     extra: dict[str, Tensor] = field(default_factory=dict)
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Put ``model`` in eval mode and restore every submodule's training flag afterwards (a wrapper's own flag
-    need not be its network's, and a network may keep some layers in eval mode on purpose)."""
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for module, training in flags:
-            module.training = training
 
 
 def model_device(model: nn.Module) -> torch.device:
