@@ -13,6 +13,7 @@ from skimage import data
 
 from p2pvision.cli.explain import add_explain_command
 from p2pvision.errors import ConfigError
+from p2pvision.explanation import Explanation
 
 
 def run(argv: list[str]) -> int:
@@ -42,16 +43,33 @@ def test_explain_writes_overlays_and_json(tmp_path: Path, photos: list[Path], ca
     printed = capsys.readouterr().out
     assert "[2/2] coffee.png" in printed and str(out.resolve()) in printed
     assert sorted(p.name for p in out.iterdir()) == [
-        "cat.moxi.json",
-        "cat.moxi.png",
-        "coffee.moxi.json",
-        "coffee.moxi.png",
+        f"{stem}.moxi.{suffix}" for stem in ("cat", "coffee") for suffix in ("json", "pdf", "png", "safetensors")
     ]
     record = json.loads((out / "cat.moxi.json").read_text())
+    saved = Explanation.load(out / "cat.moxi.safetensors")  # the full explanation loads back
+    assert saved.method == "moxi" and saved.pixel_map.shape == (1, 160, 160) and saved.regions.max() == 3
+    assert saved.scores[0].tolist() == pytest.approx(record["scores"])
     assert record["params"]["removal"]["name"] == "telea" and record["params"]["early_stop"] is True
     assert record["params"]["partition"]["grid"] == [2, 2] and len(record["scores"]) == 4
     assert record["image"] == str(photos[0]) and record["cost"]["evaluations"] >= 1 + 4
-    assert Image.open(out / "cat.moxi.png").size[0] > 2 * 160
+    assert Image.open(out / "cat.moxi.png").size[0] > 2 * 2.6 * 300 * 0.9  # two panels at print resolution
+    assert (out / "cat.moxi.pdf").read_bytes().startswith(b"%PDF")
+
+
+def test_explain_compares_several_methods_in_one_figure(tmp_path: Path, photos: list[Path], capsys) -> None:
+    out = tmp_path / "out"
+    options = ["--method", "grad_cam,sp", "--grid", "2", "--param", "patch=20", "--param", "stride=20"]
+    code = run(["explain", str(photos[0]), *options, "--model", "test_resnet", "--weights", "none", "--out",
+                str(out), "--formats", "png,svg"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    names = {path.name for path in out.iterdir()}
+    assert {"cat.compare.png", "cat.compare.svg", "cat.grad_cam.png", "cat.sliding_patch.png"} <= names
+    assert json.loads((out / "cat.sliding_patch.json").read_text())["params"]["patch"] == 20
+    assert "patch" not in json.loads((out / "cat.grad_cam.json").read_text())["params"]  # only to the method taking it
+    with Image.open(out / "cat.compare.png") as figure, Image.open(out / "cat.grad_cam.png") as single:
+        assert figure.width > single.width * 1.3  # one more panel
+    with pytest.raises(ConfigError, match="--param bogus: none of grad_cam, sliding_patch takes it"):
+        run(["explain", str(photos[0]), "--method", "grad_cam,sp", "--param", "bogus=1", "--out", str(out)])
 
 
 def test_explain_with_the_default_offline_model(tmp_path: Path, photos: list[Path]) -> None:

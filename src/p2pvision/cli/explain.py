@@ -75,37 +75,63 @@ def declared_annotations(member: Declared) -> dict[str, Any]:
     return annotations
 
 
+def method_names(text: str) -> list[str]:
+    """``--method a,b,c``: one or several method names (comma-separated), in order, without repeats."""
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"--method {text!r} names no method: e.g. --method moxi or grad_cam,lime")
+    return list(dict.fromkeys(names))
+
+
 def check_before_loading(args: argparse.Namespace) -> None:
     """Method, removal and ``--param`` names and values, from the registries' source (no torch): mistakes are one
-    line at once. The registries check again when the explainer is built; where their source cannot be read
-    statically (:attr:`DeclaredRegistry.complete` False) the checks are left to them."""
+    line at once. The registries check again when the explainers are built; where their source cannot be read
+    statically (:attr:`DeclaredRegistry.complete` False) the checks are left to them. With several methods,
+    ``--removal`` and each ``--param`` go to the methods that take them (an error if none does)."""
     if not DECLARED_EXPLAINERS.complete:
         return
-    member = DECLARED_EXPLAINERS.get(args.method)
+    members = [DECLARED_EXPLAINERS.get(name) for name in args.method]
     if args.removal is not None:
-        if "PerturbationExplainer" not in member.ancestors:
-            raise ConfigError(f"--removal applies to perturbation methods; {member.name} does not remove regions")
+        if not any("PerturbationExplainer" in member.ancestors for member in members):
+            names = ", ".join(member.name for member in members)
+            raise ConfigError(f"--removal applies to perturbation methods; {names} "
+                              f"{'does' if len(members) == 1 else 'do'} not remove regions")  # fmt: skip
         if DECLARED_REMOVALS.complete:
             DECLARED_REMOVALS.resolve(args.removal)
     params = dict(args.param)
-    if member.parameters is None or not params:
+    if not params:
         return
-    known = [key for key in member.parameters if key != "model"]
+    for member in members:
+        if member.parameters is None:
+            return
+    taken: set[str] = set()
+    for member in members:
+        known = [key for key in member.parameters or {} if key != "model"]
+        taken.update(key for key in params if key in known or member.any_keyword)
+        if len(members) == 1:
+            _check_unknown(member, params, known)
+        annotations = declared_annotations(member)
+
+        def declared(**_values: Any) -> None:  # the constructor's signature, for the configuration layer's check
+            """Stands for the explainer's constructor."""
+
+        declared.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
+            [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, annotation=annotations[key]) for key in known]
+        )
+        _check_values(declared, {key: value for key, value in params.items() if key in known})
+    unused = [key for key in params if key not in taken]
+    if unused:
+        raise ConfigError(f"--param {unused[0]}: none of {', '.join(m.name for m in members)} takes it; "
+                          "see p2pvision explain --help for each method's parameters")  # fmt: skip
+
+
+def _check_unknown(member: Declared, params: dict[str, Any], known: list[str]) -> None:
     unknown = [key for key in params if key not in known]
     if unknown and not member.any_keyword:
         close = difflib.get_close_matches(unknown[0], known, n=1)
         hint = f" (did you mean '{close[0]}'?)" if close else ""
         raise ConfigError(f"invalid parameters for explainer '{member.name}': unknown parameter '{unknown[0]}'"
                           f"{hint}; known: {', '.join(known) or 'none'}")  # fmt: skip
-    annotations = declared_annotations(member)
-
-    def declared(**_values: Any) -> None:  # the constructor's signature, for the configuration layer's check
-        """Stands for the explainer's constructor."""
-
-    declared.__signature__ = inspect.Signature(  # type: ignore[attr-defined]
-        [inspect.Parameter(key, inspect.Parameter.KEYWORD_ONLY, annotation=annotations[key]) for key in known]
-    )
-    _check_values(declared, {key: value for key, value in params.items() if key in known})
 
 
 def _check_values(function: Callable[..., Any], given: dict[str, Any]) -> None:
@@ -168,13 +194,16 @@ def add_explain_command(subparsers: argparse._SubParsersAction) -> None:
     """
     parser = subparsers.add_parser(
         "explain",
-        help="explain a classifier's predictions on images (MoXI, Shapley, LIME, SP, MP, Grad-CAM, rollout)",
-        description="Explain a classifier's top-1 (or --target) class on each image; writes a PNG overlay and a "
-        "JSON record (scores per region, order, cost, removal, partition) per image into --out.",
+        help="explain a classifier's predictions on images with one or several methods (p2pvision explain -h "
+        "lists them)",
+        description="Explain a classifier's top-1 (or --target) class on each image with each --method; writes "
+        "per image and method a figure (PNG at 300 dpi, PDF), a JSON record (scores per region, order, cost, "
+        "removal, partition) and the full explanation (.safetensors, Explanation.load reads it), and with "
+        "several methods a comparison figure, into --out.",
     )
     parser.add_argument("images", nargs="+", help="image files")
     parser.add_argument(
-        "--method", required=True,
+        "--method", required=True, type=method_names,
         help=_LazyHelp(_method_help),
     )  # fmt: skip
     parser.add_argument(
@@ -195,7 +224,20 @@ def add_explain_command(subparsers: argparse._SubParsersAction) -> None:
         "--out", default="results/explain", type=output_folder, help="output folder (default: results/explain)"
     )
     parser.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
+    parser.add_argument(
+        "--formats", default=["png", "pdf"], type=figure_formats,
+        help="figure files per image, comma-separated: png (300 dpi), pdf, svg (default: png,pdf)",
+    )  # fmt: skip
     parser.set_defaults(run=run_explain)
+
+
+def figure_formats(text: str) -> list[str]:
+    """``--formats png,pdf,svg``: the figure files to write."""
+    formats = [name.strip().lower().lstrip(".") for name in text.split(",") if name.strip()]
+    unknown = [name for name in formats if name not in ("png", "pdf", "svg")]
+    if not formats or unknown:
+        raise argparse.ArgumentTypeError(f"--formats {text!r}: choose from png, pdf, svg (e.g. png,pdf)")
+    return list(dict.fromkeys(formats))
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
@@ -236,21 +278,33 @@ def load_model_from_args(args: argparse.Namespace, device: str) -> tuple[Any, st
     return load_explained_model(args.model, args.weights, args.checkpoint, device)
 
 
-def _build_explainer(args: argparse.Namespace, model) -> Any:
+def _params_for(args: argparse.Namespace, name: str) -> dict[str, Any]:
+    """The ``--param`` settings for explainer ``name``: all of them for one method; with several, those it takes."""
+    from p2pvision.explain import EXPLAINERS
+
+    params: dict[str, Any] = dict(args.param)
+    if len(args.method) == 1:
+        return params
+    known = EXPLAINERS.parameters(name, skip=("model",))
+    return {key: value for key, value in params.items() if key in known}
+
+
+def _build_explainer(args: argparse.Namespace, method: str, model) -> Any:
+    """The explainer ``method`` with the command's settings (with several methods, the parameters it takes)."""
     from p2pvision.explain import EXPLAINERS, PerturbationExplainer
     from p2pvision.regions import make_partitioner
 
-    params: dict[str, Any] = dict(args.param)
+    name = EXPLAINERS.resolve(method)
+    params = _params_for(args, name)
     if args.grid is not None:
         params["partitioner"] = make_partitioner("grid", grid=args.grid)
     elif args.superpixels is not None:
         params["partitioner"] = make_partitioner("slic", n_segments=args.superpixels)
-    name = EXPLAINERS.resolve(args.method)
     if issubclass(EXPLAINERS.get(name), PerturbationExplainer):
         if args.removal is not None:
             params.setdefault("removal", args.removal)
         params.setdefault("batch_size", args.batch_size)
-    elif args.removal is not None:
+    elif args.removal is not None and len(args.method) == 1:
         raise ConfigError(f"--removal applies to perturbation methods; {name} does not remove regions")
     return EXPLAINERS.create(name, model, **params)
 
@@ -264,7 +318,7 @@ def _output_stem(path: Path, used: set[str]) -> str:
 
 
 def run_explain(args: argparse.Namespace) -> int:
-    """Explain each image in turn, printing progress and where the results went."""
+    """Explain each image with each method in turn, printing progress and where the results went."""
 
     check_before_loading(args)  # names and parameters, before torch loads
     missing = all_images_missing(args.images)
@@ -273,24 +327,26 @@ def run_explain(args: argparse.Namespace) -> int:
     if args.checkpoint is not None:
         check_checkpoint_exists(args.checkpoint)
 
-    from p2pvision.cache import atomic_path, write_json
+    import torch
+
+    from p2pvision.cache import write_json
     from p2pvision.explain import EXPLAINERS
     from p2pvision.io import load_image
-    from p2pvision.report.overlays import explanation_overlay
+    from p2pvision.report.explanation_figures import explanation_figure, save_figure
 
-    _check_params(EXPLAINERS.resolve(args.method), dict(args.param))  # mistakes fail before the model loads
+    for method in args.method:
+        _check_params(EXPLAINERS.resolve(method), _params_for(args, EXPLAINERS.resolve(method)))
     device = choose_device(args.device)
-    if args.batch_size < 1:
-        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     model, args.model = load_model_from_args(args, device)
     if args.target is not None and args.target >= len(model.class_names):
         raise ConfigError(f"--target {args.target} is out of range: the model has {len(model.class_names)} classes "
                           f"(0 to {len(model.class_names) - 1})")  # fmt: skip
-    explainer = _build_explainer(args, model)
+    explainers = [_build_explainer(args, method, model) for method in args.method]
     out = Path(args.out)
     used: set[str] = set()
     total = len(args.images)
-    print(f"explaining {total} image(s) with {explainer.name} on {args.model} ({device}); results go to {out}")
+    names = ", ".join(explainer.name for explainer in explainers)
+    print(f"explaining {total} image(s) with {names} on {args.model} ({device}); results go to {out}")
     failures: list[tuple[str, str]] = []
     for number, name in enumerate(args.images, start=1):
         path = Path(name)
@@ -299,19 +355,29 @@ def run_explain(args: argparse.Namespace) -> int:
         except P2PVisionError as exc:  # this file is skipped; the others get their output
             failures.append((name, str(exc)))
             continue
-        started = time.perf_counter()
-        result = explainer.explain(image, args.target)
+        with torch.no_grad():
+            probabilities = model(image).float().softmax(-1).cpu()  # for the captions; not part of any method's cost
         stem = _output_stem(path, used)
-        record = result.record(0, model.class_names)
-        record.update({"image": str(path), "model": args.model, "input_size": list(image.shape[2:])})
-        json_path, png_path = out / f"{stem}.{explainer.name}.json", out / f"{stem}.{explainer.name}.png"
-        write_json(json_path, record)
-        with atomic_path(png_path) as tmp:
-            explanation_overlay(result.cpu(), image.cpu(), 0, model.class_names).save(tmp)
-        print(
-            f"[{number}/{total}] {path.name}: {record['target_name']} - {record['cost']['evaluations']:.0f} "
-            f"model evaluations, {time.perf_counter() - started:.1f} s -> {png_path}"
-        )
+        results = []
+        for explainer in explainers:
+            started = time.perf_counter()
+            result = explainer.explain(image, args.target).cpu()
+            record = result.record(0, model.class_names)
+            record.update({"image": str(path), "model": args.model, "input_size": list(image.shape[2:])})
+            base = out / f"{stem}.{explainer.name}"
+            write_json(Path(f"{base}.json"), record)
+            result.save(Path(f"{base}.safetensors"))
+            figures = save_figure(explanation_figure(image.cpu(), [result], 0, model.class_names, probabilities),
+                                  base, args.formats)  # fmt: skip
+            results.append(result)
+            print(f"[{number}/{total}] {path.name} {explainer.name}: {record['target_name']} - "
+                  f"{record['cost']['evaluations']:.0f} model evaluations, {time.perf_counter() - started:.1f} s "
+                  f"-> {figures[0]}")  # fmt: skip
+        if len(results) > 1:
+            figures = save_figure(explanation_figure(image.cpu(), results, 0, model.class_names, probabilities),
+                                  out / f"{stem}.compare", args.formats)  # fmt: skip
+            print(f"[{number}/{total}] {path.name}: comparison of {names} -> {figures[0]}")
     if len(failures) < total:
-        print(f"wrote {total - len(failures)} overlay(s) and JSON record(s) to {out.resolve()}")
+        print(f"wrote figures ({', '.join(args.formats)}), JSON records and explanations (.safetensors) of "
+              f"{total - len(failures)} image(s) to {out.resolve()}")  # fmt: skip
     return report_failures(failures, total)

@@ -133,14 +133,14 @@ def explanation_figure(
     return figure
 
 
-def save_figure(figure: Figure, path: str | os.PathLike[str], formats: Sequence[str] = FORMATS,
+def save_figure(figure: Figure, stem: str | os.PathLike[str], formats: Sequence[str] = FORMATS,
                 dpi: int = PRINT_DPI) -> list[Path]:  # fmt: skip
-    """Write ``figure`` as ``path`` with each suffix of ``formats`` (PNG at ``dpi``, PDF and SVG as vectors), each
-    atomically; closes the figure. Returns the written paths."""
+    """Write ``figure`` as ``<stem>.<format>`` for each of ``formats`` (PNG at ``dpi``, PDF and SVG as vectors),
+    each atomically; closes the figure. Returns the written paths."""
     written = []
     try:
         for suffix in formats:
-            target = Path(path).with_suffix(f".{suffix}")
+            target = Path(f"{os.fspath(stem)}.{suffix}")
             with atomic_path(target) as tmp:
                 figure.savefig(tmp, format=suffix, dpi=dpi)
             written.append(target)

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import torch
 from matplotlib import colormaps
 from PIL import Image, ImageDraw
 from skimage.segmentation import find_boundaries
-
-from p2pvision.explanation import Explanation
 
 
 def _to_uint8_image(image: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -78,20 +74,3 @@ def side_by_side(images: list[Image.Image], gap: int = 4) -> Image.Image:
         row.paste(picture, (x, 0))
         x += picture.width + gap
     return row
-
-
-def explanation_overlay(
-    explanation: Explanation,
-    images: torch.Tensor,
-    index: int,
-    class_names: Sequence[str] | None = None,
-    boundaries: bool = False,
-) -> Image.Image:
-    """Image ``index`` of the explained batch ``images`` beside its explanation's map drawn over it, captioned with
-    the method and the explained class (region boundaries on request)."""
-    target = int(explanation.target[index])
-    label = class_names[target] if class_names is not None else f"class {target}"
-    regions = explanation.regions[index] if boundaries and explanation.regions is not None else None
-    pixel_map = explanation.pixel_map[index] if explanation.pixel_map is not None else None
-    heat = heatmap_overlay(images[index], pixel_map, regions, caption=f"{explanation.method}: {label}")
-    return side_by_side([heatmap_overlay(images[index], None, caption=f"target {target}"), heat])
