@@ -28,7 +28,13 @@
 
 A method runs on every data set unless it lists ``datasets``, and with every seed of the data set unless it lists
 ``seeds`` (a subset: e.g. a costly baseline on one seed); ``sweep`` expands it into one method per value
-(``p2p@delta=0.9``...), which share trained networks. Values may be overridden with ``key=value`` strings.
+(``p2p@delta=0.9``...), which share trained networks; another method uses one of them by that name
+(``explains: p2p@delta=0.9``), or is swept over them (``sweep: {explains: [p2p@delta=0.8, p2p@delta=0.9]}``).
+Values may be overridden with ``key=value`` strings.
+
+Paths in the file (``checkpoint``, ``config`` and ``data`` given as YAML files, ``weights`` and the model's
+``classifier_weights``/``selector_weights`` given as files, ``data.root``) are relative to the file's folder (a
+shipped config's: its own); paths in ``key=value`` overrides are relative to the working directory.
 
 Everything is checked when the config is loaded, before any data or training: the keys and values of every
 section (with ranges), the metrics, the methods' settings (each kind refuses options it does not take; the
@@ -43,6 +49,7 @@ import difflib
 import inspect
 import itertools
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -374,16 +381,78 @@ def _resolve_named_data(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
+NAMED = ("package", "hub")  # weights that are not files
+
+
+def _absolute(value: Any, folder: Path, kind: str) -> Any:
+    """``value`` of a path key made absolute against ``folder`` where it is a relative path: always for a
+    ``"path"``, for a ``"config"`` only when it looks like a file (a separator or a .yaml/.yml suffix; a bare name
+    is a shipped config), for ``"weights"`` unless it is None, "package" or "hub"."""
+    if not isinstance(value, str) or not value:
+        return value
+    if kind == "config" and not ("/" in value or os.sep in value or value.endswith((".yaml", ".yml"))):
+        return value
+    if kind == "weights" and value in NAMED:
+        return value
+    path = Path(value).expanduser()
+    return value if path.is_absolute() and value == str(path) else str(path if path.is_absolute() else folder / path)
+
+
+METHOD_PATHS = {"checkpoint": "path", "config": "config", "weights": "weights"}
+MODEL_PATHS = {"classifier_weights": "weights", "selector_weights": "weights"}
+
+
+def _resolve_paths(data: dict[str, Any], folder: Path) -> dict[str, Any]:
+    """``data``, read from a file in ``folder``, with the relative paths it writes made absolute against ``folder``
+    (the keys are those the module docstring lists; swept values are resolved once expanded, so that the variants
+    keep the names written: :func:`_resolve_swept_paths`). Changes ``data`` in place and returns it."""
+    methods = data.get("methods")
+    for entry in methods.values() if isinstance(methods, dict) else ():
+        if not isinstance(entry, dict):
+            continue
+        _resolve_method_paths(entry, folder)
+    datasets = data.get("datasets")
+    for entry in datasets.values() if isinstance(datasets, dict) else ():
+        if not isinstance(entry, dict):
+            continue
+        if isinstance(entry.get("data"), str):
+            entry["data"] = _absolute(entry["data"], folder, "config")
+        elif isinstance(entry.get("data"), dict) and "root" in entry["data"]:
+            entry["data"]["root"] = _absolute(entry["data"]["root"], folder, "path")
+    return data
+
+
+def _resolve_method_paths(entry: dict[str, Any], folder: Path) -> None:
+    """The path keys of one method entry (and of its model section) made absolute against ``folder``, in place."""
+    for key, kind in METHOD_PATHS.items():
+        if key in entry:
+            entry[key] = _absolute(entry[key], folder, kind)
+    if isinstance(entry.get("model"), dict):
+        for key, kind in MODEL_PATHS.items():
+            if key in entry["model"]:
+                entry["model"][key] = _absolute(entry["model"][key], folder, kind)
+
+
+def _resolve_swept_paths(methods: dict[str, MethodSpec], folder: Path) -> None:
+    """The path values a sweep gave (``sweep: {checkpoint: [a, b]}``) made absolute against ``folder``."""
+    for spec in methods.values():
+        if any(key in spec.variant for key in (*METHOD_PATHS, "model")):
+            _resolve_method_paths(spec.spec, folder)
+
+
 def load_benchmark(path: str | Path, overrides: list[str] | None = None) -> BenchmarkConfig:
     """Read and check a benchmark config (see the module docstring)."""
     path, data = read_config(path, SHIPPED, "benchmark config")
     data = json.loads(json.dumps(data, default=str))  # YAML aliases become copies: an override changes one place
+    folder = Path(path).resolve().parent
+    data = _resolve_paths(data, folder)  # the file's paths; those of overrides stay as given (working directory)
     data = _resolve_named_data(data)  # named data sections first, so that overrides reach into them
-    return benchmark_from_dict(apply_overrides(data, overrides or []), str(path))
+    return benchmark_from_dict(apply_overrides(data, overrides or []), str(path), folder)
 
 
-def benchmark_from_dict(data: dict[str, Any], source: str = "config") -> BenchmarkConfig:
-    """Check a benchmark mapping (see the module docstring); a one-line ConfigError names what is wrong."""
+def benchmark_from_dict(data: dict[str, Any], source: str = "config", folder: Path | None = None) -> BenchmarkConfig:
+    """Check a benchmark mapping (see the module docstring); a one-line ConfigError names what is wrong. ``folder``:
+    where the file was, against which swept relative paths resolve (the others are resolved by the loader)."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a benchmark config must be a mapping (name, seeds, datasets, methods, ...)")
     data = _resolve_named_data(json.loads(json.dumps(data, default=str)))
@@ -397,6 +466,8 @@ def benchmark_from_dict(data: dict[str, Any], source: str = "config") -> Benchma
     for name, method in schema.methods.items():
         for spec in _expand_method(name, data["methods"][name], method):
             methods[spec.name] = spec
+    if folder is not None:
+        _resolve_swept_paths(methods, folder)
     for spec in methods.values():
         for dataset in spec.datasets or []:
             if dataset not in datasets:
@@ -407,8 +478,15 @@ def benchmark_from_dict(data: dict[str, Any], source: str = "config") -> Benchma
         batch_size=schema.batch_size, examples=schema.examples, stored_images=schema.stored_images,
         hardware=schema.hardware.model_dump(mode="json"),
     )  # fmt: skip
+    variants: dict[str, list[str]] = {}  # a swept method's name -> the names of its variants
+    for spec in methods.values():
+        if spec.family is not None:
+            variants.setdefault(spec.family, []).append(spec.name)
     for spec in methods.values():
         unknown = [name for name in spec.build().depends_on if name not in methods]
+        swept = next((name for name in unknown if name in variants), None)
+        if swept is not None:
+            raise ConfigError(_swept_use(spec, swept, variants[swept]))
         if unknown:
             raise ConfigError(f"methods.{spec.family or spec.name}: uses {', '.join(unknown)}, which is not a method "
                               f"of this benchmark (methods: {', '.join(methods)})")  # fmt: skip
@@ -423,6 +501,18 @@ def benchmark_from_dict(data: dict[str, Any], source: str = "config") -> Benchma
                 )
     _check_training(config)
     return config
+
+
+def _swept_use(spec: MethodSpec, name: str, variants: list[str]) -> str:
+    """What to write when ``spec`` uses the swept method ``name`` by its family name."""
+    uses = (key for key, value in spec.spec.items() if value == name or (isinstance(value, list) and name in value))
+    key = next(uses, "explains")
+    method = spec.family or spec.name
+    listed = ", ".join(variants)
+    sweep = f"add {key}: [{listed}] to its sweep" if spec.family else f"sweep: {{{key}: [{listed}]}}"
+    return (f"methods.{method}.{key}: '{name}' is swept, so there is no method '{name}' but {len(variants)} "
+            f"({listed}): name one of them ({key}: {variants[-1]}), or sweep methods.{method} over them "
+            f"({sweep}) to run it with each")  # fmt: skip
 
 
 def _check_training(config: BenchmarkConfig) -> None:
