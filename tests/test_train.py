@@ -168,3 +168,63 @@ def test_shipped_configs_are_valid():
     for path in configs:
         config = load_experiment(path)
         assert config.p2p_config(10, [str(i) for i in range(10)]).num_classes == 10
+
+
+class _Batches(L.Callback):
+    """Keeps every training batch (as the training step gets it) and every validation batch."""
+
+    def __init__(self) -> None:
+        self.train: list[tuple[int, int, dict]] = []
+        self.val: list[dict] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.train.append((trainer.current_epoch, batch_idx, dict(batch)))
+
+    def on_validation_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0):
+        self.val.append(dict(batch))
+
+
+def test_training_batches_are_augmented_whole_with_one_generator_per_batch(config_file, tmp_path):
+    """The loader gives un-augmented samples; each training batch is augmented after the transfer with the generator
+    of (seed, epoch, rank, batch index); validation batches are left as they are."""
+    from torch.utils.data import default_collate
+
+    from p2pvision.train.data import P2PDataModule, augmentation_generator
+
+    config = load_experiment(config_file)
+    seen = _Batches()
+    run_training(config, tmp_path / "run", callbacks=[seen], progress=False)
+    data = P2PDataModule(config.data, config.partition, config.train.batch_size, config.train.seed, progress=False)
+    data.setup()
+    assert [(epoch, index) for epoch, index, _ in seen.train] == [(e, i) for e in range(2) for i in range(3)]
+    for epoch, index, batch in seen.train:
+        plain = default_collate([data.datasets["train"][int(i)] for i in batch["index"]])
+        expected = data.augment(plain, augmentation_generator(config.train.seed, epoch, 0, index))
+        assert not torch.equal(batch["image"], plain["image"])
+        for key in ("image", "mask", "object_mask", "regions"):
+            assert torch.equal(batch[key], expected[key]), key
+    for batch in seen.val:
+        plain = default_collate([data.datasets["val"][int(i)] for i in batch["index"]])
+        assert all(torch.equal(batch[key], plain[key]) for key in ("image", "mask", "regions"))
+
+
+def test_without_a_region_cache_each_augmented_view_is_segmented_in_the_loader(config_file):
+    """data.region_cache false: the loader augments each sample and computes the regions of the augmented view (the
+    reference code's way); batches are then not augmented again."""
+    from p2pvision.regions.partition import make_partitioner
+    from p2pvision.train.data import P2PDataModule, build_stage
+
+    config = load_experiment(config_file, ["data.region_cache=false"])
+    train = build_stage(config.data, "train", make_partitioner(**config.partition), progress=False)
+    plain = build_stage(config.data, "val", make_partitioner(**config.partition), progress=False)
+    torch.manual_seed(0)
+    first = train[0]
+    torch.manual_seed(1)
+    second = train[0]
+    assert first["image"].shape == (3, 32, 32) and not torch.equal(first["image"], second["image"])
+    assert first["regions"].dtype == torch.int64 and int(first["regions"].max()) < 16
+    torch.manual_seed(0)
+    plain_first = plain[0]["image"]
+    torch.manual_seed(1)
+    assert torch.equal(plain[0]["image"], plain_first)  # validation samples are not augmented
+    assert P2PDataModule(config.data, config.partition, 16, 0, progress=False).augment is None

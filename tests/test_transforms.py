@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from unittest import mock
+
 import pytest
 import torch
+from torchvision.transforms import RandomResizedCrop
+from torchvision.transforms.v2 import functional as F
 
 from p2pvision.data.transforms import (
+    BatchAugmentation,
     ColorJitter,
     JointCenterCrop,
     JointCompose,
@@ -14,6 +19,7 @@ from p2pvision.data.transforms import (
     JointResize,
 )
 from p2pvision.errors import ConfigError
+from p2pvision.regions.ops import relabel_contiguous
 
 PALETTE_SIZE = 64
 
@@ -167,3 +173,121 @@ def test_samples_without_mask_or_regions_and_invalid_input() -> None:
         JointRandomResizedCrop(10, scale=(0.5, 0.1))
     with pytest.raises(ConfigError, match="hue"):
         ColorJitter(hue=0.7)
+
+
+def coded_batch(count: int, height: int, width: int, block: int = 8) -> dict:
+    """``count`` coded samples (see :func:`coded_sample`) collated into a batch, images as float32."""
+    samples = [coded_sample(height, width, block, seed=seed) for seed in range(count)]
+    keys = ("image", "mask", "object_mask", "regions")
+    batch = {key: torch.stack([sample[key] for sample in samples]) for key in keys}
+    return {**batch, "image": batch["image"].float(), "target": 7}
+
+
+def per_sample_reference(sample: dict, box: tuple[int, int, int, int], size: int, flip: bool, order, factors) -> dict:
+    """The per-sample transforms with the given draws: JointRandomResizedCrop with ``box``, a flip, then torchvision's
+    colour adjustments in ``order`` with ``factors`` (what ColorJitter does with the factors it draws)."""
+    crop = JointRandomResizedCrop(size)
+    with mock.patch.object(crop, "crop_box", return_value=box):
+        out = crop(sample)
+    if flip:
+        out = JointRandomHorizontalFlip(p=1.0)(out)
+    adjust = [F.adjust_brightness, F.adjust_contrast, F.adjust_saturation, F.adjust_hue]
+    image = out["image"]
+    for index in order:
+        image = adjust[index](image, float(factors[index]))
+    return {**out, "image": image}
+
+
+@pytest.mark.parametrize(
+    "dtype, jitter, tolerance", [(torch.float32, True, 2e-6), (torch.float64, False, 1e-12)], ids=["float32", "float64"]
+)
+def test_batch_augmentation_equals_the_per_sample_transforms_for_the_same_draws(dtype, jitter, tolerance) -> None:
+    """Crop, flip and colour jitter of a whole batch equal the per-sample transforms image by image: images to float
+    rounding (float32 resizes in torch compute source coordinates in float32; torchvision's hue works in float32),
+    masks and regions exactly; the crop and flip of float64 images agree to 1e-12."""
+    batch = coded_batch(12, 64, 64)
+    batch["image"] = batch["image"].to(dtype)
+    augment = BatchAugmentation(
+        JointRandomResizedCrop(64, scale=(0.08, 1.0)),
+        JointRandomHorizontalFlip(),
+        ColorJitter(0.4, 0.4, 0.4, 0.2) if jitter else None,
+    )
+    drawn = augment.draw(12, 64, 64, torch.Generator().manual_seed(3))
+    assert 0 < int(drawn.flips.sum()) < 12 and len({tuple(row) for row in drawn.jitter_order.tolist()}) > 1
+    out = augment.apply(batch, drawn)
+    assert out["target"] == 7 and out["image"].dtype == dtype and out["regions"].dtype == torch.int64
+    for index in range(12):
+        sample = {key: batch[key][index] for key in ("image", "mask", "object_mask", "regions")}
+        box = tuple(drawn.boxes[index].tolist())
+        order = drawn.jitter_order[index].tolist() if jitter else []
+        expected = per_sample_reference(sample, box, 64, bool(drawn.flips[index]), order, drawn.jitter_factors[index])
+        assert (out["image"][index] - expected["image"]).abs().max() < tolerance
+        for key in ("mask", "object_mask", "regions"):
+            assert torch.equal(out[key][index], expected[key]), key
+
+
+@pytest.mark.parametrize("size, output", [((48, 40), (48, 40)), ((40, 32), (56, 48))], ids=["same-size", "enlarged"])
+def test_batch_crops_keep_everything_aligned_exactly(size, output) -> None:
+    """Masks and regions of batched crops equal the exact per-pixel nearest-exact reference (also where the output
+    size is not a power of two), and unblended image pixels show their region's colour."""
+    batch = coded_batch(8, *size)
+    batch["image"] = batch["image"].double()
+    augment = BatchAugmentation(JointRandomResizedCrop(output, scale=(0.1, 1.0)))
+    drawn = augment.draw(8, *size, generator=torch.Generator().manual_seed(0))
+    out = augment.apply(batch, drawn)
+    for index in range(8):
+        original = {**{key: batch[key][index] for key in ("image", "mask", "object_mask", "regions")}, "target": 7}
+        transformed = {**{key: out[key][index] for key in ("image", "mask", "object_mask", "regions")}, "target": 7}
+        assert_aligned(original, transformed, tuple(drawn.boxes[index].tolist()))
+
+
+def test_batch_augmentation_is_reproducible_and_draws_like_random_resized_crop() -> None:
+    batch = coded_batch(16, 32, 32)
+    augment = BatchAugmentation(JointRandomResizedCrop(32, scale=(0.3, 1.0)), JointRandomHorizontalFlip())
+    first = augment(batch, torch.Generator().manual_seed(1))
+    again = augment(batch, torch.Generator().manual_seed(1))
+    other = augment(batch, torch.Generator().manual_seed(2))
+    assert all(torch.equal(first[key], again[key]) for key in ("image", "mask", "regions"))
+    assert not torch.equal(first["image"], other["image"])
+    crop = JointRandomResizedCrop(32, scale=(0.3, 1.0), ratio=(0.5, 2.0))
+    boxes = BatchAugmentation(crop).draw(4000, 40, 30, torch.Generator().manual_seed(0)).boxes
+    top, left, height, width = boxes.T
+    assert (top >= 0).all() and (left >= 0).all() and (top + height <= 40).all() and (left + width <= 30).all()
+    share, aspect = (height * width).double() / 1200, width.double() / height
+    assert share.min() > 0.28 and share.max() <= 1 and aspect.min() > 0.45 and aspect.max() < 2.2
+    torch.manual_seed(0)
+    reference = torch.tensor([RandomResizedCrop.get_params(torch.zeros(3, 40, 30), [0.3, 1.0], [0.5, 2.0])
+                              for _ in range(4000)])  # fmt: skip
+    reference_share = (reference[:, 2] * reference[:, 3]).double() / 1200
+    reference_aspect = reference[:, 3].double() / reference[:, 2]
+    assert abs(share.mean() - reference_share.mean()) < 0.015 and abs(share.std() - reference_share.std()) < 0.015
+    assert abs(aspect.log().mean() - reference_aspect.log().mean()) < 0.03
+    # the fallback when no try fits is torchvision's: the centre crop clipped to the ratio
+    impossible = JointRandomResizedCrop(32, scale=(0.99, 1.0), ratio=(2.0, 3.0))
+    fallback = BatchAugmentation(impossible).draw(3, 30, 30, torch.Generator().manual_seed(0)).boxes
+    torch.manual_seed(0)
+    expected = RandomResizedCrop.get_params(torch.zeros(3, 30, 30), [0.99, 1.0], [2.0, 3.0])
+    assert fallback.tolist() == [list(expected)] * 3
+    # the per-sample crop draws its box with the same code
+    seeded = JointRandomResizedCrop(32, scale=(0.3, 1.0), generator=torch.Generator().manual_seed(5))
+    drawn = BatchAugmentation(seeded).draw(1, 40, 30, torch.Generator().manual_seed(5)).boxes[0]
+    assert seeded.crop_box(40, 30) == tuple(drawn.tolist())
+
+
+def test_batch_augmentation_refuses_images_larger_than_the_output_and_bad_batches() -> None:
+    augment = BatchAugmentation(JointRandomResizedCrop(32))
+    with pytest.raises(ValueError, match="larger than the output size"):
+        augment(coded_batch(2, 40, 32))
+    with pytest.raises(ValueError, match="regions"):
+        augment({**coded_batch(2, 32, 32), "regions": torch.zeros(2, 32, 32, dtype=torch.int32)})
+    with pytest.raises(ValueError, match=r"\(B, 3, H, W\)"):
+        augment({"image": torch.rand(3, 32, 32)})
+
+
+@pytest.mark.parametrize("scale", [1, 1000], ids=["presence-table", "sparse-labels-sort"])
+def test_relabel_contiguous_renumbers_each_image_in_order(scale: int) -> None:
+    labels = torch.randint(-3, 40, (5, 9, 11), generator=torch.Generator().manual_seed(0)) * scale
+    relabelled = relabel_contiguous(labels)
+    for index in range(5):
+        assert torch.equal(relabelled[index], reference_relabel(labels[index]))
+    assert torch.equal(relabel_contiguous(labels.int()), relabelled)

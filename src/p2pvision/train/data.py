@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import lightning as L
 import numpy as np
@@ -15,6 +15,7 @@ from p2pvision.data.local import FORMATS, open_local_dataset
 from p2pvision.data.region_cache import ComputeRegions, RegionDataset
 from p2pvision.data.semisynthetic import SemiSyntheticConfig
 from p2pvision.data.transforms import (
+    BatchAugmentation,
     ColorJitter,
     JointCenterCrop,
     JointCompose,
@@ -42,15 +43,24 @@ SPLITS_BY_FORMAT: dict[str, tuple[str, str | None, str]] = {
 STAGES = ("train", "val", "test")
 
 
-def augmentation(config: DataConfig) -> JointCompose:
-    """Training augmentation, applied jointly to image, masks and region map."""
-    steps: list[Callable[[dict], dict]] = [JointRandomResizedCrop(config.image_size, scale=config.crop_scale)]
-    if config.flip:
-        steps.append(JointRandomHorizontalFlip())
-    if config.color_jitter > 0:
-        c = config.color_jitter
-        steps.append(ColorJitter(brightness=c, contrast=c, saturation=c, hue=min(0.5, c / 2)))
-    return JointCompose(steps)
+def augmentation(config: DataConfig) -> BatchAugmentation:
+    """Training augmentation, applied jointly to images, masks and region maps: random resized crop, then the
+    optional flip and colour jitter. Applied to whole batches (:meth:`BatchAugmentation.__call__`) where region maps
+    are cached; without a cache, its steps run per sample before the regions of each augmented view are computed
+    (:meth:`BatchAugmentation.per_sample`)."""
+    c = config.color_jitter
+    return BatchAugmentation(
+        JointRandomResizedCrop(config.image_size, scale=config.crop_scale),
+        JointRandomHorizontalFlip() if config.flip else None,
+        ColorJitter(brightness=c, contrast=c, saturation=c, hue=min(0.5, c / 2)) if c > 0 else None,
+    )
+
+
+def augmentation_generator(seed: int, epoch: int, rank: int, batch: int) -> torch.Generator:
+    """The CPU generator of one training batch's augmentation, from (seed, epoch, rank, batch index) only: a
+    resumed run draws what an uninterrupted one draws, whatever ran before in the process."""
+    state = np.random.SeedSequence([seed, epoch, rank, batch]).generate_state(2, dtype=np.uint32)
+    return torch.Generator().manual_seed(int(state[0]) << 32 | int(state[1]))
 
 
 def split_names(config: DataConfig) -> tuple[str, str | None, str]:
@@ -94,13 +104,15 @@ def holdout_indices(size: int, fraction: float, seed: int) -> tuple[np.ndarray, 
 
 
 def build_stage(config: DataConfig, stage: str, partitioner: Partitioner, progress: bool = True) -> Dataset:
-    """The data set of one stage with a ``regions`` entry per sample (augmented for ``train``)."""
+    """The data set of one stage with a ``regions`` entry per sample. With cached region maps the samples are not
+    augmented (training augments whole batches: :meth:`P2PDataModule.on_after_batch_transfer`); without a cache,
+    training samples are augmented one by one and the regions of each augmented view are computed."""
     base, split = base_dataset(config, stage)
-    transform = augmentation(config) if stage == "train" else None
     if config.region_cache:
-        dataset: Dataset = RegionDataset(base, partitioner, transform, progress=progress)
+        dataset: Dataset = RegionDataset(base, partitioner, progress=progress)
     else:
-        steps = ([transform] if transform else []) + [ComputeRegions(partitioner)]
+        steps: list[Callable[[dict], dict]] = [augmentation(config).per_sample()] if stage == "train" else []
+        steps.append(ComputeRegions(partitioner))
         base.transform = JointCompose([base.transform, *steps]) if base.transform else JointCompose(steps)
         dataset = base
     if config.source != "semisynthetic" and stage in ("train", "val") and split_names(config)[1] is None:
@@ -113,13 +125,23 @@ def build_stage(config: DataConfig, stage: str, partitioner: Partitioner, progre
 
 
 class P2PDataModule(L.LightningDataModule):
-    """Train / val / test loaders with cached region maps; shuffling is seeded per epoch for exact resumes."""
+    """Train / val / test loaders with cached region maps; shuffling is seeded per epoch for exact resumes.
+
+    With cached region maps (``data.region_cache``), training batches are augmented as a whole on the training
+    device, after Lightning moves them there (:meth:`on_after_batch_transfer`), so the loader only indexes and
+    collates: the per-sample path (four ``resized_crop`` calls and a sort per sample, ~3 ms) made data loading
+    14-17% of a P2P fit on 2 CPU cores; ``benchmarks/bench_data_loading.py`` measures both. Each batch's draws come
+    from its own generator (:func:`augmentation_generator`), so runs resume exactly and loader workers draw
+    nothing. Without a cache the regions of every augmented view are computed in the loader (see
+    :func:`build_stage`), which is then where the augmentation runs too.
+    """
 
     def __init__(self, config: DataConfig, partition: dict, batch_size: int, seed: int, progress: bool = True) -> None:
         super().__init__()
         self.config, self.partition, self.batch_size, self.seed = config, dict(partition), batch_size, seed
         self.progress = progress
         self.datasets: dict[str, Dataset] = {}
+        self.augment = augmentation(config) if config.region_cache else None
 
     def prepare_data(self) -> None:
         """Generate data and region caches once (on the first process only)."""
@@ -154,6 +176,16 @@ class P2PDataModule(L.LightningDataModule):
             persistent_workers=False,
             generator=torch.Generator().manual_seed(self.seed),
         )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Augment training batches (not validation or test ones) on their device."""
+        trainer = self.trainer
+        if self.augment is None or trainer is None or not trainer.training:
+            return batch
+        # batches of this epoch made ready so far: the index of this one (Lightning counts it after this hook)
+        index = trainer.fit_loop.epoch_loop.batch_progress.current.ready
+        generator = augmentation_generator(self.seed, trainer.current_epoch, trainer.global_rank, index)
+        return self.augment(batch, generator)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train")
