@@ -36,7 +36,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, TypeAdapter,
 from pydantic.fields import FieldInfo
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from p2pvision.errors import ConfigError
+from p2pvision.errors import ConfigError, path_problem
 
 SHIPPED = Path(__file__).resolve().parent / "configs"  # training configs; benchmark configs in SHIPPED / "benchmark"
 
@@ -133,9 +133,12 @@ def resolve_config(path: str | Path, folder: Path = SHIPPED, what: str = "config
     path = Path(path)
     if not path.is_file() and path.suffix == "" and (folder / f"{path}.yaml").is_file():
         path = folder / f"{path}.yaml"
-    if not path.is_file():
-        names = ", ".join(shipped_names(folder))
-        raise ConfigError(f"{what} '{path}' does not exist: give a YAML file or a shipped name ({names})")
+    problem = path_problem(path)
+    if problem is not None:
+        names = shipped_names(folder)
+        close = difflib.get_close_matches(str(path), names, n=1) if path.suffix == "" else []
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"{what} '{path}' {problem}{hint}: give a YAML file or a shipped name ({', '.join(names)})")
     return path
 
 

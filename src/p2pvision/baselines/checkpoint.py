@@ -53,7 +53,10 @@ def load_baseline(folder: str | os.PathLike[str], device: str | torch.device = "
     except (P2PVisionError, KeyError, TypeError, ValueError) as exc:
         raise config_error(folder, exc) from None
     cls = cast("type[Baseline]", BASELINES.get(meta["kind"]))  # the registry holds the three Baseline classes
-    model = cls(dataclasses.replace(config, classifier_weights=None, selector_weights=None))
+    try:
+        model = cls(dataclasses.replace(config, classifier_weights=None, selector_weights=None))
+    except P2PVisionError as exc:  # e.g. a backbone name this timm does not know
+        raise config_error(folder, exc) from None
     model.config = config
     load_weights(model, folder, device)
     return model.to(device).eval()

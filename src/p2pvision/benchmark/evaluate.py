@@ -21,7 +21,7 @@ from p2pvision.benchmark.engine import run_benchmark
 from p2pvision.cache import atomic_path, write_json
 from p2pvision.config import apply_overrides
 from p2pvision.errors import P2PVisionError
-from p2pvision.models.p2p.checkpoint import read_checkpoint_config
+from p2pvision.models.p2p.checkpoint import load_p2p, read_checkpoint_config
 
 DELTAS = (0.8, 0.9, 0.95, 0.99)
 # What a P2P evaluation reports (spec/metrics.md): accuracy, sparsity, localisation, faithfulness and cost.
@@ -56,6 +56,7 @@ def evaluate_checkpoint(
     trained on; writes ``evaluation.json``/``.csv`` and the benchmark's tables and report into ``out``. Returns
     ``{str(delta): {metric: value, ..., "images": n}}`` and, under ``"directions"``, whether higher is better."""
     out = Path(out)
+    load_p2p(checkpoint)  # a broken checkpoint (weights, settings, NaN) is one line before any data is read
     config = benchmark_from_dict({
         "name": f"evaluate {Path(checkpoint).name}", "seeds": [0], "batch_size": batch_size,
         "hardware": {"accelerator": "auto"}, "metrics": P2P_METRICS,

@@ -126,7 +126,7 @@ def add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument(
         "--images", type=positive_int, default=None, help="evaluate the first N images of the split only"
     )
-    evaluate.add_argument("--out", default="results/evaluation",
+    evaluate.add_argument("--out", default="results/evaluation", type=output_folder,
                           help="folder for evaluation.json/.csv, the benchmark tables and report.html")  # fmt: skip
     evaluate.set_defaults(run=cmd_evaluate)
 

@@ -292,6 +292,8 @@ def load_classifier(folder: str | os.PathLike[str]) -> ImageClassifier:
 
     folder = checkpoint_folder(folder, "classifier", "'p2pvision train' with train.mode=classifier")
     meta = read_config(folder, CLASSIFIER_FORMAT)
+    if not timm.is_model(str(meta.get("name"))):
+        raise config_error(folder, ValueError(f"unknown timm model {meta.get('name')!r}"))
     try:
         classifier = create_classifier(meta["name"], weights=folder / "model.safetensors",
                                        num_classes=meta["num_classes"], class_names=meta["class_names"])  # fmt: skip

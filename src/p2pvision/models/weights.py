@@ -17,7 +17,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_model
 from torch import nn
 
-from p2pvision.errors import WeightsError
+from p2pvision.errors import WeightsError, path_problem
 
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -27,6 +27,15 @@ def checkpoint_folder(path: str | os.PathLike[str], what: str, written_by: str) 
     """The folder of a checkpoint (``path`` may name the folder or a file in it) that has both files."""
     path = Path(path)
     folder = path.parent if path.is_file() else path
+    problem = path_problem(folder, "folder")
+    if problem is not None:
+        raise WeightsError(f"{what} checkpoint '{path}' {problem}: name a folder with {CONFIG_FILE} and "
+                           f"{WEIGHTS_FILE} (as written by {written_by})")  # fmt: skip
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        problem = path_problem(folder / name)
+        if problem is not None and problem != "does not exist":
+            raise WeightsError(f"'{folder / name}' {problem}: copy the checkpoint again or write it again with "
+                               f"{written_by}")  # fmt: skip
     if not ((folder / CONFIG_FILE).is_file() and (folder / WEIGHTS_FILE).is_file()):
         raise WeightsError(f"'{path}' is not a {what} checkpoint: expected a folder with {CONFIG_FILE} and "
                            f"{WEIGHTS_FILE} (as written by {written_by})")  # fmt: skip

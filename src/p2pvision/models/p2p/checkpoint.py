@@ -59,7 +59,10 @@ def load_p2p(
     if num_classes is not None and config.num_classes != num_classes:
         raise WeightsError(f"checkpoint '{folder}' has {config.num_classes} classes, expected {num_classes}")
     # The saved weights replace everything: build the networks without fetching pretrained weights.
-    model = P2PModel(dataclasses.replace(config, classifier_weights=None, selector_weights=None))
+    try:
+        model = P2PModel(dataclasses.replace(config, classifier_weights=None, selector_weights=None))
+    except P2PVisionError as exc:  # e.g. a backbone name this timm does not know
+        raise config_error(folder, exc) from None
     model.config = config
     load_weights(model, folder, device)
     return model.to(device).eval()
