@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +65,23 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, final)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(final: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary folder next to ``final``; on success it takes the place of ``final`` (an earlier folder of
+    that name is removed), on error it is deleted: an interrupted run never leaves a half-written folder."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    try:
+        yield tmp
+        tmp.chmod(0o777 & ~_UMASK)  # mkdtemp creates 0700: results get the usual permissions
+        if final.is_dir() and not final.is_symlink():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def strict_json(value: Any) -> Any:

@@ -7,7 +7,7 @@ import math
 import time
 from pathlib import Path
 
-from p2pvision.cli.arguments import non_negative_int, output_file, output_folder, positive_int
+from p2pvision.cli.arguments import non_negative_int, object_scale, output_folder, png_file, positive_int
 from p2pvision.data.local import FORMATS
 
 
@@ -21,7 +21,7 @@ def _add_semisynthetic_arguments(parser: argparse.ArgumentParser) -> None:
             f"--n-{split}", type=positive_int, default=None, help=f"images in the {split} split (overrides --n)"
         )
     group.add_argument(
-        "--scale", type=float, nargs=2, default=(1 / math.sqrt(3), 1 / math.sqrt(2)), metavar=("LOW", "HIGH"),
+        "--scale", type=object_scale, nargs=2, default=(1 / math.sqrt(3), 1 / math.sqrt(2)), metavar=("LOW", "HIGH"),
         help="object side / image side range (default: 0.577 0.707, as in BAM)",
     )  # fmt: skip
     group.add_argument(
@@ -33,7 +33,10 @@ def _add_semisynthetic_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _semisynthetic_config(args: argparse.Namespace):
     from p2pvision.data.semisynthetic import SemiSyntheticConfig
+    from p2pvision.errors import ConfigError
 
+    if args.scale[0] > args.scale[1]:
+        raise ConfigError(f"--scale {args.scale[0]} {args.scale[1]}: LOW must not exceed HIGH")
     counts = {"train": int(args.n * 0.8), "val": int(args.n * 0.1)}
     counts["test"] = args.n - counts["train"] - counts["val"]
     for split in counts:
@@ -88,13 +91,27 @@ def cmd_data_sheet(args: argparse.Namespace) -> int:
     return 0
 
 
+# The formats each option of 'data inspect' applies to (given to another format, it would be ignored silently).
+_INSPECT_OPTIONS = {
+    "--split": [name for name in FORMATS if name != "imagefolder"],  # an image folder is one split
+    "--masks": ["imagefolder"],
+    "--variant": ["imagenet9"],
+    "--task": ["bam"],
+}
+
+
 def cmd_data_inspect(args: argparse.Namespace) -> int:
     from p2pvision.data.local import open_local_dataset
     from p2pvision.data.summary import summarise_dataset
+    from p2pvision.errors import ConfigError
 
-    dataset = open_local_dataset(
-        args.format, args.root, args.split, masks=args.masks, variant=args.variant, task=args.task
-    )
+    given = {"--split": args.split, "--masks": args.masks, "--variant": args.variant, "--task": args.task}
+    for option, value in given.items():
+        if value is not None and args.format not in _INSPECT_OPTIONS[option]:
+            raise ConfigError(f"{option} {value} does not apply to the {args.format} format (only to "
+                              f"{', '.join(_INSPECT_OPTIONS[option])})")  # fmt: skip
+    variant, task = args.variant or "original", args.task or "obj"
+    dataset = open_local_dataset(args.format, args.root, args.split, masks=args.masks, variant=variant, task=task)
     summary = summarise_dataset(dataset, args.sample)
     print(f"{args.format} data set at {args.root}: {summary.size} images, {len(summary.classes)} classes, "
           f"masks: {'yes' if summary.has_masks else 'no'}")  # fmt: skip
@@ -134,7 +151,7 @@ def add_data_command(commands: argparse._SubParsersAction) -> None:
     )
     sheet.add_argument("--split", choices=["train", "val", "test"], default="train")
     sheet.add_argument("--count", type=positive_int, default=32, help="images on the sheet (default: 32)")
-    sheet.add_argument("--out", default="contact_sheet.png", type=output_file, help="PNG file to write")
+    sheet.add_argument("--out", default="contact_sheet.png", type=png_file, help="PNG file to write")
     sheet.set_defaults(run=cmd_data_sheet)
 
     inspect = data_commands.add_parser("inspect", help="summarise a local data set (counts, sizes, masks)")
@@ -142,8 +159,10 @@ def add_data_command(commands: argparse._SubParsersAction) -> None:
     inspect.add_argument("root", help="the data set's folder")
     inspect.add_argument("--split", default=None, help="split to read (default: the format's evaluation split)")
     inspect.add_argument("--masks", default=None, help="masks folder (imagefolder format)")
-    inspect.add_argument("--variant", default="original", help="ImageNet-9 variant (default: original)")
-    inspect.add_argument("--task", choices=["obj", "scene"], default="obj", help="BAM labelling (default: obj)")
+    inspect.add_argument("--variant", default=None, help="ImageNet-9 variant (default: original)")
+    inspect.add_argument("--task", choices=["obj", "scene"], default=None, help="BAM labelling (default: obj)")
     inspect.add_argument("--sample", type=positive_int, default=200, help="images read for size and mask statistics")
-    inspect.add_argument("--sheet", default=None, help="also write a contact sheet PNG of up to 32 samples")
+    inspect.add_argument(
+        "--sheet", default=None, type=png_file, help="also write a contact sheet PNG of up to 32 samples"
+    )
     inspect.set_defaults(run=cmd_data_inspect)

@@ -7,8 +7,6 @@ region), plus ``OUT/info.json``. The export is written to a temporary folder and
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -16,9 +14,16 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from p2pvision.cache import write_json
+from p2pvision.cache import atomic_folder, write_json
 from p2pvision.data.local import ClassDataset
 from p2pvision.errors import ConfigError
+
+
+def check_export_folder(out: str | os.PathLike[str], overwrite: bool = False) -> None:
+    """Refuse a non-empty ``out`` unless ``overwrite`` (checked before any image is generated or written)."""
+    out = Path(out)
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise ConfigError(f"export folder '{out}' is not empty: choose another folder or pass --overwrite")
 
 
 def export_image_folder(
@@ -27,13 +32,9 @@ def export_image_folder(
 ) -> Path:  # fmt: skip
     """Write each split's samples (dicts with image, label, optional mask) as PNG files under ``out``."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise ConfigError(f"export folder '{out}' is not empty: choose another folder or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    check_export_folder(out, overwrite)
     counts: dict[str, int] = {}
-    try:
+    with atomic_folder(out) as tmp:  # renamed into place when complete, with the usual permissions
         for split, dataset in splits.items():
             classes = dataset.classes
             for index in tqdm(range(len(dataset)), desc=f"exporting {split}", unit="img", disable=not progress):
@@ -45,11 +46,6 @@ def export_image_folder(
                     _save_png(sample["mask"].numpy().astype(np.uint8) * 255, tmp / "masks" / split / name)
             counts[split] = len(dataset)
         write_json(tmp / "info.json", {**(info or {}), "images": counts, "layout": __doc__.split("\n\n")[1]})
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -68,6 +64,7 @@ def export_semisynthetic(
 
     from p2pvision.data.builtin import SemiSyntheticDataset
 
+    check_export_folder(out, overwrite)
     splits = {s: SemiSyntheticDataset(s, task, config, root=root, progress=progress) for s in ("train", "val", "test")}
     info = {
         "dataset": "p2pvision semi-synthetic",

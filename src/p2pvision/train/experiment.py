@@ -77,7 +77,7 @@ class DataConfig(Section):
     val_split: Name | None = None
     test_split: Name | None = None
     val_fraction: OpenFraction = 0.1
-    image_size: Annotated[Int, Field(ge=8)] = 64
+    image_size: Annotated[Int, Field(ge=8, le=4096)] = 64  # the side images are resized to
     n_train: PositiveInt = 8000
     n_val: PositiveInt = 1000
     n_test: PositiveInt = 1000
