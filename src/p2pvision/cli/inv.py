@@ -112,7 +112,7 @@ def run_explain(args: argparse.Namespace) -> int:
 
 def run_global(args: argparse.Namespace) -> int:
     from p2pvision.cli.label import DEFAULT_DB
-    from p2pvision.errors import ConfigError
+    from p2pvision.errors import ConfigError, path_problem
     from p2pvision.inv.global_explanation import build_global_explanation, write_global_explanation
     from p2pvision.inv.runs import find_runs
     from p2pvision.label.store import AnswerStore, read_answers_csv
@@ -125,8 +125,9 @@ def run_global(args: argparse.Namespace) -> int:
         answers = [answer for _, answer in rows]
     else:
         db = Path(args.db or DEFAULT_DB)
-        if not db.is_file():
-            raise ConfigError(f"answers database '{db}' does not exist: pass --db or --answers")
+        unusable = path_problem(db)
+        if unusable is not None:
+            raise ConfigError(f"answers database '{db}' {unusable}: pass --db or --answers")
         with AnswerStore(db) as store:
             answers = store.answers()
     started = time.perf_counter()

@@ -241,11 +241,15 @@ figure { margin: 0; width: 160px; font-size: .8rem; } figure img { display: bloc
 """
 
 
-def global_html(explanation: GlobalExplanation, runs: list[ClusterMapRun], plots: dict[str, bytes]) -> str:
+def global_html(
+    explanation: GlobalExplanation, runs: list[ClusterMapRun], plots: dict[str, bytes],
+    pictures: dict[str, np.ndarray] | None = None,
+) -> str:  # fmt: skip
     """A self-contained page (images inlined, no script): per class the plot, the table of label shares per
-    layer and the merged cluster maps with their best labels; then the label groups. Every text is escaped."""
+    layer and the merged cluster maps with their best labels; then the label groups. Every text is escaped.
+    ``pictures``: each run's image by run id (read from the runs when None)."""
     e = html.escape
-    pictures = {run.id: run.image() for run in runs}
+    pictures = pictures if pictures is not None else {run.id: run.image() for run in runs}
     parts = [
         "<!doctype html>",
         '<html lang="en"><head><meta charset="utf-8"><title>INV global explanations</title>',
@@ -287,6 +291,7 @@ def write_global_explanation(
     """Write ``global.json``, ``class_<name>.png`` per class and ``index.html`` into ``out``; returns the paths."""
     out = Path(out)
     paths: dict[str, Path] = {"json": out / "global.json", "html": out / "index.html"}
+    pictures = {run.id: run.image() for run in runs}  # an unreadable image fails before anything is written
     write_json(paths["json"], explanation.to_json())
     plots: dict[str, bytes] = {}
     used: set[str] = set()
@@ -301,5 +306,5 @@ def write_global_explanation(
         plots[class_name] = path.read_bytes()
         paths[f"plot:{class_name}"] = path
     with atomic_path(paths["html"]) as tmp:
-        tmp.write_text(global_html(explanation, runs, plots), encoding="utf-8")
+        tmp.write_text(global_html(explanation, runs, plots, pictures), encoding="utf-8")
     return paths

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from p2pvision.cache import atomic_path, write_json
-from p2pvision.errors import ConfigError
+from p2pvision.cache import atomic_folder, atomic_path, write_json
+from p2pvision.errors import ConfigError, path_problem
 from p2pvision.inv.reveal import REVEAL_PERCENTS, reveal_image, reveal_masks
+from p2pvision.io import load_image, path_within
 
 FORMAT = "p2pvision-inv-clustermaps"
 FORMAT_VERSION = 1
@@ -54,11 +56,22 @@ def save_cluster_maps(
     model_name: str = "",
     percents: tuple[float, ...] = REVEAL_PERCENTS,
 ) -> Path:
-    """Write a :class:`~p2pvision.inv.clustermaps.ClusterMapResult` to ``folder`` (see the module docstring)."""
+    """Write a :class:`~p2pvision.inv.clustermaps.ClusterMapResult` to ``folder`` (see the module docstring).
+
+    The folder is written whole or not at all (into a hidden folder next to it, renamed into place when complete;
+    an earlier folder of the same name is replaced): an interrupted run (Ctrl-C, SIGTERM) leaves every finished
+    image's folder with its ``clustermaps.json`` and no half-written one."""
+    with atomic_folder(folder) as tmp:
+        _write_cluster_maps(result, tmp, class_names, source, model_name, percents)
+    return Path(folder)
+
+
+def _write_cluster_maps(
+    result, folder: Path, class_names: list[str] | None, source: str, model_name: str, percents: tuple[float, ...]
+) -> None:
     from p2pvision.inv.figures import embedding_figure, overview_figure
     from p2pvision.report.overlays import heatmap_overlay
 
-    folder = Path(folder)
     pixels = _uint8(result.image)
     names = class_names or [f"class {i}" for i in range(max([result.target, *result.top_classes]) + 1)]
     digest = hashlib.sha256(pixels.tobytes())
@@ -131,7 +144,6 @@ def save_cluster_maps(
         "layers": layers,
     }
     write_json(folder / RUN_FILE, record)
-    return folder
 
 
 @dataclass
@@ -146,12 +158,16 @@ class ClusterMapRun:
         return self.record["id"]
 
     def arrays(self) -> dict[str, np.ndarray]:
-        with np.load(self.folder / MAPS_FILE, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
+        path = self.folder / MAPS_FILE
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return {key: data[key] for key in data.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+            problem = path_problem(path) or f"is not a readable {MAPS_FILE} ({' '.join(str(exc).split())[:200]})"
+            raise ConfigError(f"'{path}' {problem}: write the folder again with 'p2pvision inv explain'") from None
 
     def image(self) -> np.ndarray:
-        with Image.open(self.folder / "image.png") as picture:
-            return np.asarray(picture.convert("RGB"))
+        return np.asarray(load_image(self.folder / "image.png"))
 
 
 def load_run(folder: str | os.PathLike[str]) -> ClusterMapRun:
@@ -161,15 +177,66 @@ def load_run(folder: str | os.PathLike[str]) -> ClusterMapRun:
     if not path.is_file():
         raise ConfigError(f"'{folder}' is not a cluster-map folder: expected {RUN_FILE} (run 'p2pvision inv explain')")
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ConfigError(f"'{path}' is not valid JSON ({exc.msg} at line {exc.lineno})") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"'{path}' is not UTF-8 text: write it again with 'p2pvision inv explain'") from None
+    except OSError as exc:
+        raise ConfigError(f"'{path}' cannot be read ({exc.strerror or exc}): check the file") from None
+    if not isinstance(record, dict):
+        raise ConfigError(f"'{path}' holds a JSON {type(record).__name__}, not a cluster-map record: write it again "
+                          "with 'p2pvision inv explain'")  # fmt: skip
     if record.get("format") != FORMAT or record.get("format_version") != FORMAT_VERSION:
         raise ConfigError(
             f"'{path}' is not a version-{FORMAT_VERSION} cluster-map record: "
             "write it again with 'p2pvision inv explain'"
         )
+    problem = _record_problem(record, folder, path)
+    if problem is not None:
+        raise ConfigError(f"'{path}' is not a valid cluster-map record ({problem}): write it again with "
+                          "'p2pvision inv explain'")  # fmt: skip
     return ClusterMapRun(folder, record)
+
+
+_RECORD_KEYS = {"id": str, "name": str, "target": int, "target_name": str, "choices": list, "reveal_percents": list,
+                "layers": list}  # fmt: skip
+_LAYER_KEYS = {"layer": str, "index": int, "clusters": list}
+_CLUSTER_KEYS = {"cluster": int, "kept": bool, "weight": (int, float)}
+_KEPT_KEYS = {"task": str, "map": str, "reveal": list}
+
+
+def _wrong_keys(entry: Any, keys: dict[str, Any]) -> str | None:
+    if not isinstance(entry, dict):
+        return f"a {type(entry).__name__} instead of an object"
+    for key, kind in keys.items():
+        value = entry.get(key)
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+            return f"'{key}' is {'missing' if value is None else repr(value)[:40]}"
+    return None
+
+
+def _record_problem(record: dict[str, Any], folder: Path, path: Path) -> str | None:
+    """What makes a cluster-map record unusable (a missing or wrongly typed key, a file named outside its folder),
+    or None. Every file it names must lie inside its folder (a maps file may not point elsewhere)."""
+    problem = _wrong_keys(record, _RECORD_KEYS)
+    if problem is not None:
+        return problem
+    for number, layer in enumerate(record["layers"]):
+        problem = _wrong_keys(layer, _LAYER_KEYS)
+        if problem is not None:
+            return f"layer {number}: {problem}"
+        for cluster in layer["clusters"]:
+            problem = _wrong_keys(cluster, {**_CLUSTER_KEYS, **(_KEPT_KEYS if cluster.get("kept") else {})})
+            if problem is not None:
+                return f"layer {layer['layer']}: cluster: {problem}"
+            if cluster["kept"]:
+                names = [cluster["map"], *cluster["reveal"]]
+                if not all(isinstance(name, str) for name in names):
+                    return f"layer {layer['layer']}: cluster {cluster['cluster']}: file names must be texts"
+                for name in names:
+                    path_within(folder, name, path)  # a one-line refusal naming the file outside
+    return None
 
 
 def find_runs(paths: list[str | os.PathLike[str]]) -> list[ClusterMapRun]:
@@ -182,7 +249,8 @@ def find_runs(paths: list[str | os.PathLike[str]]) -> list[ClusterMapRun]:
         elif path.is_dir():
             found = sorted(record.parent for record in path.rglob(RUN_FILE))
         else:
-            raise ConfigError(f"'{path}' does not exist: name a folder written by 'p2pvision inv explain'")
+            problem = path_problem(path, "folder") or "is not a folder"
+            raise ConfigError(f"'{path}' {problem}: name a folder written by 'p2pvision inv explain'")
         if not found:
             raise ConfigError(f"no {RUN_FILE} under '{path}': run 'p2pvision inv explain' first")
         for folder in found:
