@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import signal
+import sys
 import threading
 from pathlib import Path
 
@@ -67,7 +68,9 @@ def run_serve(args: argparse.Namespace) -> int:
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must lie in 0..65535, got {args.port}")
     tasks = load_tasks(args.runs)
-    store = AnswerStore(args.db)
+    db = Path(args.db)
+    created, serving = not db.exists() and not db.is_symlink(), False
+    store = AnswerStore(db)
     try:
         app = LabelApp(tasks, store)
         try:
@@ -82,6 +85,7 @@ def run_serve(args: argparse.Namespace) -> int:
             if not _is_loopback(args.host):
                 print(f"warning: listening on {args.host}: anyone who can reach this address can submit answers")
             print(f"labelling app: {server_url(server)} (Ctrl-C stops it)", flush=True)
+            serving = True
             server.serve_forever(poll_interval=0.2)
         except KeyboardInterrupt:
             pass
@@ -90,15 +94,18 @@ def run_serve(args: argparse.Namespace) -> int:
         print(f"stopped; {store.count()} answers in {Path(args.db).resolve()}")
     finally:
         store.close()
+        if created and not serving:  # it never served: the database made for it goes again
+            _remove_database(db)
     return 0
 
 
 def _existing_store(path: str):
-    from p2pvision.errors import ConfigError
+    from p2pvision.errors import ConfigError, path_problem
     from p2pvision.label.store import AnswerStore
 
-    if not Path(path).is_file():
-        raise ConfigError(f"answers database '{path}' does not exist: pass --db (written by 'p2pvision label serve')")
+    problem = path_problem(path)
+    if problem is not None:
+        raise ConfigError(f"answers database '{path}' {problem}: pass --db (written by 'p2pvision label serve')")
     return AnswerStore(path)
 
 
@@ -109,15 +116,40 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _remove_database(path: Path) -> None:
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        name.unlink(missing_ok=True)
+
+
 def run_import(args: argparse.Namespace) -> int:
+    """Exit code 0: every row imported (or already stored); 1: some rows failed, one line each; 2: the file cannot
+    be used or every row failed (a database created for it is removed again)."""
+    from p2pvision.cli.inputs import EXIT_ERROR, EXIT_OK, EXIT_SOME_FAILED
+    from p2pvision.errors import P2PVisionError
     from p2pvision.label.store import AnswerStore
 
-    with AnswerStore(args.db) as store:
-        added, duplicates, problems = store.import_csv(args.csv)
-        total = store.count()
+    db = Path(args.db)
+    created = not db.exists() and not db.is_symlink()
+    try:
+        with AnswerStore(db) as store:
+            added, duplicates, problems = store.import_csv(args.csv)
+            total = store.count()
+    except P2PVisionError:
+        if created:
+            _remove_database(db)
+        raise
     for problem in problems[:20]:
-        print(f"skipped {problem}")
+        print(f"p2pvision: error: {problem}", file=sys.stderr)
     if len(problems) > 20:
-        print(f"... and {len(problems) - 20} more skipped rows")
+        print(f"p2pvision: ... and {len(problems) - 20} more rows failed", file=sys.stderr)
+    if not problems:
+        code = EXIT_OK
+    elif added or duplicates:
+        code = EXIT_SOME_FAILED
+        print(f"p2pvision: {len(problems)} rows failed; the others are stored", file=sys.stderr)
+    else:  # nothing stored
+        if created:
+            _remove_database(db)
+        return EXIT_ERROR
     print(f"imported {added} new answers ({duplicates} already stored, {len(problems)} skipped); {total} in {args.db}")
-    return 0 if not problems else 1
+    return code

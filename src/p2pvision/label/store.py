@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from p2pvision.cache import atomic_path
-from p2pvision.errors import P2PVisionError
+from p2pvision.errors import P2PVisionError, path_problem
 from p2pvision.inv.answers import Answer, InvalidAnswer, validate_answer
 
 SCHEMA_VERSION = 1
@@ -65,7 +65,14 @@ class AnswerStore:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        problem = path_problem(self.path)
+        if problem is not None and problem != "does not exist":  # a new database is created where none is
+            raise P2PVisionError(f"answers database '{self.path}' {problem}: name another file")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise P2PVisionError(f"cannot create the folder of answers database '{self.path}' "
+                                 f"({exc.strerror or exc}): name another file") from None  # fmt: skip
         self._lock = threading.Lock()
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=30)
@@ -204,8 +211,9 @@ def read_answers_csv(
     """The valid answers of a CSV file written by ``export_csv`` with their line numbers, and a problem per
     invalid row (file:line: rule). Answers for tasks in ``tasks`` are also checked against the task."""
     path = Path(path)
-    if not path.is_file():
-        raise P2PVisionError(f"answers file '{path}' does not exist")
+    problem = path_problem(path)
+    if problem is not None:
+        raise P2PVisionError(f"answers file '{path}' {problem}: name a CSV file written by 'p2pvision label export'")
     answers, problems = [], []
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
