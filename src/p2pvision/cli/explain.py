@@ -358,25 +358,33 @@ def run_explain(args: argparse.Namespace) -> int:
         with torch.no_grad():
             probabilities = model(image).float().softmax(-1).cpu()  # for the captions; not part of any method's cost
         stem = _output_stem(path, used)
-        results = []
-        for explainer in explainers:
-            started = time.perf_counter()
-            result = explainer.explain(image, args.target).cpu()
-            record = result.record(0, model.class_names)
-            record.update({"image": str(path), "model": args.model, "input_size": list(image.shape[2:])})
-            base = out / f"{stem}.{explainer.name}"
-            write_json(Path(f"{base}.json"), record)
-            result.save(Path(f"{base}.safetensors"))
-            figures = save_figure(explanation_figure(image.cpu(), [result], 0, model.class_names, probabilities),
-                                  base, args.formats)  # fmt: skip
-            results.append(result)
-            print(f"[{number}/{total}] {path.name} {explainer.name}: {record['target_name']} - "
-                  f"{record['cost']['evaluations']:.0f} model evaluations, {time.perf_counter() - started:.1f} s "
-                  f"-> {figures[0]}")  # fmt: skip
-        if len(results) > 1:
-            figures = save_figure(explanation_figure(image.cpu(), results, 0, model.class_names, probabilities),
-                                  out / f"{stem}.compare", args.formats)  # fmt: skip
-            print(f"[{number}/{total}] {path.name}: comparison of {names} -> {figures[0]}")
+        kinds = [*(explainer.name for explainer in explainers), "compare"]
+        suffixes = ["json", "safetensors", *args.formats]
+        outputs = [Path(f"{out / stem}.{kind}.{suffix}") for kind in kinds for suffix in suffixes]  # this image's
+        try:
+            results = []
+            for explainer in explainers:
+                started = time.perf_counter()
+                result = explainer.explain(image, args.target).cpu()
+                record = result.record(0, model.class_names)
+                record.update({"image": str(path), "model": args.model, "input_size": list(image.shape[2:])})
+                base = out / f"{stem}.{explainer.name}"
+                write_json(Path(f"{base}.json"), record)
+                result.save(Path(f"{base}.safetensors"))
+                figures = save_figure(explanation_figure(image.cpu(), [result], 0, model.class_names, probabilities),
+                                      base, args.formats)  # fmt: skip
+                results.append(result)
+                print(f"[{number}/{total}] {path.name} {explainer.name}: {record['target_name']} - "
+                      f"{record['cost']['evaluations']:.0f} model evaluations, {time.perf_counter() - started:.1f} s "
+                      f"-> {figures[0]}")  # fmt: skip
+            if len(results) > 1:
+                figures = save_figure(explanation_figure(image.cpu(), results, 0, model.class_names, probabilities),
+                                      out / f"{stem}.compare", args.formats)  # fmt: skip
+                print(f"[{number}/{total}] {path.name}: comparison of {names} -> {figures[0]}")
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the finished images keep their files, this one leaves none
+            for output in outputs:
+                output.unlink(missing_ok=True)
+            raise
     if len(failures) < total:
         print(f"wrote figures ({', '.join(args.formats)}), JSON records and explanations (.safetensors) of "
               f"{total - len(failures)} image(s) to {out.resolve()}")  # fmt: skip
