@@ -86,3 +86,16 @@ def test_inspect_wrong_layout_says_what_was_expected(tmp_path, capsys):
     assert main(["data", "inspect", "imagefolder", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert "expected" in err and "<class>" in err and "\n" not in err
+
+
+def test_overrides_may_follow_options(tmp_path, capsys) -> None:
+    """``KEY=VALUE`` after an option joins the overrides given before it (argparse alone takes them once)."""
+    from p2pvision.cli import main
+
+    code = main(["train", "--config", "demo", "train.mode=classifier", "--out", str(tmp_path / "run"),
+                 "train.epochs=abc"])  # fmt: skip
+    assert code == 2 and "train.epochs: got 'abc'" in capsys.readouterr().err  # the late override was read
+    assert main(["train", "--config", "demo", "--out", str(tmp_path / "run"), "--bogus"]) == 2
+    assert "unrecognized arguments: --bogus" in capsys.readouterr().err
+    assert main(["explain", "a.png", "--method", "moxi", "foo=1"]) == 2  # a command without overrides refuses them
+    assert "unrecognized arguments: foo=1" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import platform
+import re
 import signal
 import sys
 import threading
@@ -92,11 +93,26 @@ def _terminate(_signum: int, _frame: object) -> None:
     raise Terminated
 
 
+def parse_arguments(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser.parse_args(argv)``, except that ``KEY=VALUE`` overrides may also follow options
+    (``train --config x --out y train.epochs=3``): argparse takes a positional list only once."""
+    args, extra = parser.parse_known_args(argv)
+    overrides = getattr(args, "overrides", None)
+    if extra and isinstance(overrides, list) and all(_OVERRIDE.match(token) for token in extra):
+        overrides.extend(extra)
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+_OVERRIDE = re.compile(r"^[A-Za-z_][\w.\-]*=")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``p2pvision`` console script. User errors print one line and exit with code 2; the exit
     codes are listed in :mod:`p2pvision.cli.inputs`."""
     try:
-        args = build_parser().parse_args(argv)
+        args = parse_arguments(build_parser(), argv)
     except SystemExit as stop:  # --help, --version, or a wrong argument (one line, code 2)
         return stop.code if isinstance(stop.code, int) else EXIT_OK
     progress = logging.StreamHandler(sys.stdout)  # the library's progress lines (logger "p2pvision"), as printed
