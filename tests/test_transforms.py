@@ -250,7 +250,7 @@ def test_batch_augmentation_is_reproducible_and_draws_like_random_resized_crop()
     assert all(torch.equal(first[key], again[key]) for key in ("image", "mask", "regions"))
     assert not torch.equal(first["image"], other["image"])
     crop = JointRandomResizedCrop(32, scale=(0.3, 1.0), ratio=(0.5, 2.0))
-    boxes = BatchAugmentation(crop).draw(4000, 40, 30, torch.Generator().manual_seed(0)).boxes
+    boxes = torch.from_numpy(BatchAugmentation(crop).draw(4000, 40, 30, torch.Generator().manual_seed(0)).boxes)
     top, left, height, width = boxes.T
     assert (top >= 0).all() and (left >= 0).all() and (top + height <= 40).all() and (left + width <= 30).all()
     share, aspect = (height * width).double() / 1200, width.double() / height

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torchvision.transforms import InterpolationMode
@@ -100,22 +101,23 @@ def _draw_crop_boxes(
     scale: tuple[float, float],
     ratio: tuple[float, float],
     generator: torch.Generator | None,
-) -> Tensor:
+) -> np.ndarray:
     """``count`` crop boxes inside a height x width image, (count, 4) int64 rows (top, left, box_height, box_width).
 
     Each box is drawn as torchvision's ``RandomResizedCrop.get_params`` draws it: up to 10 tries of an area share
     uniform in ``scale`` and a log-uniform aspect ratio in ``ratio``, the first box that fits wins and is placed
-    uniformly; when none fits, the centre crop of the image clipped to ``ratio``. All tries of all boxes are drawn
-    in two calls (a fixed number of draws per box, so the stream does not depend on which try fitted).
+    uniformly; when none fits, the centre crop of the image clipped to ``ratio``. All tries of all boxes come from
+    two calls to torch's RNG (a fixed number of draws per box, so the stream does not depend on which try fitted);
+    the arithmetic on these few numbers is NumPy's.
     """
-    tries = torch.rand(count, 10, 2, generator=generator, dtype=torch.float64)
-    places = torch.rand(count, 2, generator=generator, dtype=torch.float64)
+    tries = torch.rand(count, 10, 2, generator=generator, dtype=torch.float64).numpy()
+    places = torch.rand(count, 2, generator=generator, dtype=torch.float64).numpy()
     area = height * width * (scale[0] + (scale[1] - scale[0]) * tries[..., 0])
     log_low, log_high = math.log(ratio[0]), math.log(ratio[1])
-    aspect = torch.exp(log_low + (log_high - log_low) * tries[..., 1])
-    widths, heights = torch.sqrt(area * aspect).round(), torch.sqrt(area / aspect).round()
+    aspect = np.exp(log_low + (log_high - log_low) * tries[..., 1])
+    widths, heights = np.round(np.sqrt(area * aspect)), np.round(np.sqrt(area / aspect))
     fits = (widths > 0) & (widths <= width) & (heights > 0) & (heights <= height)
-    first = fits.to(torch.uint8).argmax(dim=1, keepdim=True)  # the first try that fits (argmax: first maximum)
+    first = fits.argmax(axis=1)[:, None]  # the first try that fits (argmax: the first maximum)
     in_ratio = width / height
     if in_ratio < ratio[0]:
         fallback_width, fallback_height = width, round(width / ratio[0])
@@ -123,12 +125,12 @@ def _draw_crop_boxes(
         fallback_width, fallback_height = round(height * ratio[1]), height
     else:
         fallback_width, fallback_height = width, height
-    found = fits.any(dim=1)
-    box_height = torch.where(found, heights.gather(1, first).squeeze(1), float(fallback_height))
-    box_width = torch.where(found, widths.gather(1, first).squeeze(1), float(fallback_width))
-    top = torch.where(found, (places[:, 0] * (height - box_height + 1)).floor(), float((height - fallback_height) // 2))
-    left = torch.where(found, (places[:, 1] * (width - box_width + 1)).floor(), float((width - fallback_width) // 2))
-    return torch.stack([top, left, box_height, box_width], dim=1).to(torch.int64)
+    found = fits.any(axis=1)
+    box_height = np.where(found, np.take_along_axis(heights, first, 1)[:, 0], fallback_height)
+    box_width = np.where(found, np.take_along_axis(widths, first, 1)[:, 0], fallback_width)
+    top = np.where(found, np.floor(places[:, 0] * (height - box_height + 1)), (height - fallback_height) // 2)
+    left = np.where(found, np.floor(places[:, 1] * (width - box_width + 1)), (width - fallback_width) // 2)
+    return np.stack([top, left, box_height, box_width], axis=1).astype(np.int64)
 
 
 class JointCompose:
@@ -290,17 +292,17 @@ _JITTERS = ("brightness", "contrast", "saturation", "hue")
 
 @dataclass(frozen=True)
 class AugmentationDraw:
-    """The random draws of :class:`BatchAugmentation` for a batch of B images (all on the CPU).
+    """The random draws of :class:`BatchAugmentation` for a batch of B images (NumPy arrays).
 
     ``boxes`` (B, 4) int64 crop boxes (top, left, box_height, box_width); ``flips`` (B,) bool; ``jitter_order``
     (B, 4) int64, a permutation of brightness, contrast, saturation, hue per image; ``jitter_factors`` (B, 4)
     float64, the factor of each adjustment (1 for brightness, contrast and saturation, 0 for hue: no change).
     """
 
-    boxes: Tensor
-    flips: Tensor
-    jitter_order: Tensor
-    jitter_factors: Tensor
+    boxes: np.ndarray
+    flips: np.ndarray
+    jitter_order: np.ndarray
+    jitter_factors: np.ndarray
 
 
 class BatchAugmentation:
@@ -311,23 +313,23 @@ class BatchAugmentation:
     gets its own crop box (drawn as ``crop.crop_box`` draws it), flip and colour jitter; ``flip`` and ``jitter``
     are optional. The per-sample transforms give the settings (their generators serve only :meth:`per_sample`,
     the same augmentation one sample at a time): call with a ``generator`` (CPU) for reproducible draws, else
-    torch's global RNG is used. All draws are made on the CPU in a fixed order, so a seed gives the same
-    augmentation on every device.
+    torch's global RNG is used. The draws and the per-image source indices are computed on the CPU (small arrays,
+    in NumPy), so a seed gives the same augmentation on every device.
 
     Why this is the same augmentation, done once per batch: training images are already at the output size
     (semi-synthetic data is generated at it, local data resized and centre-cropped to it), so every crop box is
     at most the output size and the resize only enlarges. Enlarging bilinearly with antialiasing is then plain
     bilinear interpolation (the antialiasing filter only widens when shrinking), which is separable: each output
     row (column) blends two source rows (columns) of the box, at source coordinate ``(i + 0.5) * box / out - 0.5``
-    clamped to the box, as ``F.resized_crop`` / ``interpolate(align_corners=False)`` do. So one batch is two
-    ``gather`` + blend passes per axis; masks and region maps take the source pixel that contains each output
+    clamped to the box, as ``F.resized_crop`` / ``interpolate(align_corners=False)`` do. So one batch is one
+    ``gather`` + ``lerp`` per axis; masks and region maps take the source pixel that contains each output
     pixel's centre, ``floor((i + 0.5) * box / out)``, computed in exact integer arithmetic, with one ``gather``
     each. A flip reverses the column indices (no extra pass); colour jitter runs each adjustment once on the
     images that take it at that position of their random order. Region maps are renumbered with
-    :func:`relabel_contiguous`'s presence table (no sort). Per image this matches the per-sample transforms to
-    float rounding (about 1e-6; masks and regions identical), see ``tests/test_transforms.py``; per batch of 64
-    at 64 px it costs a few milliseconds on one CPU core instead of ~3 ms per sample (four ``resized_crop`` calls
-    and a sort each).
+    :func:`relabel_contiguous`'s presence table (no sort). About 20 tensor operations per batch in all. Per image
+    this matches the per-sample transforms to float rounding (about 1e-6; masks and regions identical), see
+    ``tests/test_transforms.py``; ``benchmarks/bench_data_loading.py`` measures the cost against the per-sample
+    path (four ``resized_crop`` calls and a sort per sample).
 
     Images larger than the output size are refused: give them a deterministic resize first (the data module
     does), since shrinking would need the antialiasing filter.
@@ -346,11 +348,12 @@ class BatchAugmentation:
     ) -> AugmentationDraw:
         """The random draws for ``batch_size`` images of ``height`` x ``width``, in a fixed order."""
         boxes = _draw_crop_boxes(batch_size, height, width, self.crop.scale, self.crop.ratio, generator)
-        flip_draws = torch.rand(batch_size, generator=generator, dtype=torch.float64)
-        flips = flip_draws < (self.flip.p if self.flip is not None else 0.0)
-        order = torch.rand(batch_size, len(_JITTERS), generator=generator).argsort(dim=1)
-        uniform = torch.rand(batch_size, len(_JITTERS), generator=generator, dtype=torch.float64)
-        factors = torch.tensor([1.0, 1.0, 1.0, 0.0], dtype=torch.float64).repeat(batch_size, 1)
+        flips = torch.rand(batch_size, generator=generator, dtype=torch.float64).numpy() < (
+            self.flip.p if self.flip is not None else 0.0
+        )
+        order = torch.rand(batch_size, len(_JITTERS), generator=generator, dtype=torch.float64).numpy().argsort(1)
+        uniform = torch.rand(batch_size, len(_JITTERS), generator=generator, dtype=torch.float64).numpy()
+        factors = np.tile(np.array([1.0, 1.0, 1.0, 0.0]), (batch_size, 1))
         for index, name in enumerate(_JITTERS):
             value_range = self.jitter.ranges[name] if self.jitter is not None else None
             if value_range is not None:
@@ -365,21 +368,26 @@ class BatchAugmentation:
         """Augment ``batch`` with the given draws (see :meth:`draw`)."""
         height, width = _check_batch(batch, self.crop.size)
         top, left, box_height, box_width = drawn.boxes.T
-        if len(drawn.boxes) != batch["image"].shape[0] or not (
-            (top >= 0) & (left >= 0) & (box_height > 0) & (box_width > 0)
-            & (top + box_height <= height) & (left + box_width <= width)
-        ).all():  # fmt: skip
-            raise ValueError(f"the draws need {len(drawn.boxes)} crop boxes inside {height}x{width} images")
+        inside = (top >= 0) & (left >= 0) & (box_height > 0) & (box_width > 0)
+        inside &= (top + box_height <= height) & (left + box_width <= width)
+        if len(drawn.boxes) != batch["image"].shape[0] or not inside.all():
+            raise ValueError(f"the draws need {batch['image'].shape[0]} crop boxes inside {height}x{width} images")
         images: Tensor = batch["image"]
-        device = images.device
-        boxes, flips = drawn.boxes.to(device), drawn.flips.to(device)
-        rows = _axis_indices(boxes[:, 0], boxes[:, 2], self.crop.size[0])
-        columns = _axis_indices(boxes[:, 1], boxes[:, 3], self.crop.size[1])
-        columns = tuple(torch.where(flips.unsqueeze(1), index.flip(1), index) for index in columns)  # type: ignore[assignment]
+        rows, row_weights = _axis_indices(top, box_height, self.crop.size[0])
+        columns, column_weights = _axis_indices(left, box_width, self.crop.size[1])
+        columns[:, drawn.flips], column_weights[drawn.flips] = (  # a flip reverses the columns
+            columns[:, drawn.flips, ::-1],
+            column_weights[drawn.flips, ::-1],
+        )
+        rows_on, row_weights_on, columns_on, column_weights_on = (
+            torch.from_numpy(array).to(images.device) for array in (rows, row_weights, columns, column_weights)
+        )
         out = dict(batch)
-        out["image"] = _jitter(_enlarge_bilinear(images, rows, columns), drawn, self.jitter)
+        resized = _enlarge_bilinear(images, rows_on[1:], row_weights_on, columns_on[1:], column_weights_on)
+        out["image"] = _jitter(resized, drawn, self.jitter)
+        pixels = (rows_on[0] * width).unsqueeze(2) + columns_on[0].unsqueeze(1)  # nearest-exact source pixels
         for key in _mask_keys(batch) + (["regions"] if batch.get("regions") is not None else []):
-            maps = _take_nearest(batch[key], rows[0], columns[0], width)
+            maps = batch[key].flatten(1).gather(1, pixels.flatten(1)).view(pixels.shape)
             out[key] = relabel_contiguous(maps) if key == "regions" else maps
         return out
 
@@ -412,47 +420,40 @@ def _check_batch(batch: Mapping[str, Any], size: tuple[int, int]) -> tuple[int, 
     return height, width
 
 
-def _axis_indices(start: Tensor, length: Tensor, size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Source indices along one axis for output pixels 0..size-1 of the crops [start, start + length) (B,).
+def _axis_indices(start: np.ndarray, length: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Source pixels along one axis for output pixels 0..size-1 of the crops [start, start + length), (B,) each.
 
-    Returns (nearest, low, high, weight), each (B, size): the pixel holding each output pixel's centre, and the
-    two pixels bilinear interpolation blends with the weight of ``high`` (``interpolate(align_corners=False)``).
+    Returns (3, B, size) int64 ``nearest``, ``low``, ``high`` and (B, size) float64 ``weight``: the pixel holding
+    each output pixel's centre (exact integer arithmetic), and the two pixels bilinear interpolation blends with the
+    weight of ``high``, at source coordinate ``(i + 0.5) * length / size - 0.5`` clamped to the crop, as
+    ``interpolate(align_corners=False)`` computes them.
     """
-    steps = torch.arange(size, device=start.device)
-    begin, extent = start.unsqueeze(1), length.unsqueeze(1)
-    nearest = torch.div((2 * steps + 1) * extent, 2 * size, rounding_mode="floor")
-    source = ((steps + 0.5) * extent.double() / size - 0.5).clamp_(min=0)
-    low = source.floor()
-    weight = source - low
-    low_index = low.to(torch.int64)
-    high_index = torch.minimum(low_index + 1, extent - 1)
-    return nearest + begin, low_index + begin, high_index + begin, weight
+    steps = np.arange(size)
+    begin, extent = start[:, None], length[:, None]
+    nearest = ((2 * steps + 1) * extent) // (2 * size)
+    source = np.maximum((steps + 0.5) * extent / size - 0.5, 0.0)
+    low = np.floor(source)
+    high = np.minimum(low + 1, extent - 1)
+    indices = np.stack([nearest, low.astype(np.int64), high.astype(np.int64)]) + begin
+    return indices.astype(np.int64), source - low
 
 
-def _enlarge_bilinear(images: Tensor, rows: tuple[Tensor, ...], columns: tuple[Tensor, ...]) -> Tensor:
-    """Bilinear resampling of (B, C, H, W) images at the given row and column indices and weights."""
+def _enlarge_bilinear(
+    images: Tensor, rows: Tensor, row_weights: Tensor, columns: Tensor, column_weights: Tensor
+) -> Tensor:
+    """Bilinear resampling of (B, C, H, W) images at (2, B, h) rows and (2, B, w) columns (low, high; from
+    :func:`_axis_indices`) with the weights of the high ones: per axis, one ``gather`` of both neighbours and one
+    ``lerp``."""
     batch, channels, _, width = images.shape
-    _, row_low, row_high, row_weight = rows
-    _, column_low, column_high, column_weight = columns
-    out_height, out_width = row_low.shape[1], column_low.shape[1]
-
-    def take_rows(index: Tensor) -> Tensor:
-        return images.gather(2, index.view(batch, 1, out_height, 1).expand(batch, channels, out_height, width))
-
-    weight = row_weight.to(images.dtype).view(batch, 1, out_height, 1)
-    lines = take_rows(row_low) * (1 - weight) + take_rows(row_high) * weight
-
-    def take_columns(index: Tensor) -> Tensor:
-        return lines.gather(3, index.view(batch, 1, 1, out_width).expand(batch, channels, out_height, out_width))
-
-    weight = column_weight.to(images.dtype).view(batch, 1, 1, out_width)
-    return take_columns(column_low) * (1 - weight) + take_columns(column_high) * weight
-
-
-def _take_nearest(maps: Tensor, rows: Tensor, columns: Tensor, width: int) -> Tensor:
-    """(B, H, W) maps sampled at rows (B, h) x columns (B, w): (B, h, w), one gather."""
-    index = (rows * width).unsqueeze(2) + columns.unsqueeze(1)
-    return maps.reshape(maps.shape[0], -1).gather(1, index.flatten(1)).view(index.shape)
+    out_height, out_width = rows.shape[2], columns.shape[2]
+    index = rows.transpose(0, 1).reshape(batch, 1, 2 * out_height, 1)  # each image's low rows, then its high rows
+    pairs = images.gather(2, index.expand(batch, channels, 2 * out_height, width))
+    weight = row_weights.to(images.dtype).view(batch, 1, out_height, 1)
+    lines = torch.lerp(pairs[:, :, :out_height], pairs[:, :, out_height:], weight)
+    index = columns.transpose(0, 1).reshape(batch, 1, 1, 2 * out_width)
+    pairs = lines.gather(3, index.expand(batch, channels, out_height, 2 * out_width))
+    weight = column_weights.to(images.dtype).view(batch, 1, 1, out_width)
+    return torch.lerp(pairs[..., :out_width], pairs[..., out_width:], weight)
 
 
 def _grey(images: Tensor) -> Tensor:
@@ -506,12 +507,11 @@ def _jitter(images: Tensor, drawn: AugmentationDraw, jitter: ColorJitter | None)
         return images
     for position in range(len(_JITTERS)):
         for index, name in enumerate(_JITTERS):
-            if jitter.ranges[name] is None:
+            chosen = np.flatnonzero(drawn.jitter_order[:, position] == index)
+            if jitter.ranges[name] is None or len(chosen) == 0:
                 continue
-            chosen = (drawn.jitter_order[:, position] == index).nonzero().squeeze(1)
-            if len(chosen) == 0:
-                continue
-            factor = drawn.jitter_factors[chosen, index].to(images.device, images.dtype).view(-1, 1, 1, 1)
-            chosen = chosen.to(images.device)
-            images = images.index_copy(0, chosen, _BATCH_ADJUST[name](images.index_select(0, chosen), factor))
+            factor = torch.from_numpy(drawn.jitter_factors[chosen, index]).to(images.device, images.dtype)
+            rows = torch.from_numpy(chosen).to(images.device)
+            adjusted = _BATCH_ADJUST[name](images.index_select(0, rows), factor.view(-1, 1, 1, 1))
+            images = images.index_copy(0, rows, adjusted)
     return images
