@@ -28,7 +28,7 @@ from timm.data import ImageNetInfo, resolve_data_config
 from torch import nn
 from torchvision.transforms import v2
 
-from p2pvision.errors import WeightsError
+from p2pvision.errors import WeightsError, path_problem
 
 
 @dataclass(frozen=True)
@@ -181,10 +181,10 @@ def _read_weights(name: str, weights: str | os.PathLike[str]) -> tuple[dict[str,
         package = WEIGHT_PACKAGES[name]
         return torch.load(package.path(), map_location="cpu", weights_only=True), package.distribution, True
     path = Path(weights)
-    if not path.is_file():
-        raise WeightsError(
-            f"weights file '{path}' does not exist: pass an existing {'/'.join(WEIGHT_FILE_SUFFIXES)} file"
-        )
+    problem = path_problem(path)
+    if problem is not None:
+        raise WeightsError(f"weights file '{path}' {problem}: pass an existing {'/'.join(WEIGHT_FILE_SUFFIXES)} "
+                           "file, or 'package', 'hub' or 'none'")  # fmt: skip
     if path.suffix not in WEIGHT_FILE_SUFFIXES:
         raise WeightsError(f"weights file '{path}' has an unknown suffix: use one of {', '.join(WEIGHT_FILE_SUFFIXES)}")
     try:
