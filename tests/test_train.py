@@ -228,3 +228,13 @@ def test_without_a_region_cache_each_augmented_view_is_segmented_in_the_loader(c
     torch.manual_seed(1)
     assert torch.equal(plain[0]["image"], plain_first)  # validation samples are not augmented
     assert P2PDataModule(config.data, config.partition, 16, 0, progress=False).augment is None
+
+
+def test_loader_workers_change_nothing(config_file, tmp_path):
+    """Loader workers only index and collate (no random draws): the same weights with 0 and 2 workers."""
+    config = load_experiment(config_file, ["train.epochs=1"])
+    run_training(config, tmp_path / "main", progress=False)
+    run_training(load_experiment(config_file, ["train.epochs=1", "data.num_workers=2"]), tmp_path / "w", progress=False)
+    plain = load_file(tmp_path / "main" / "model" / "model.safetensors")
+    workers = load_file(tmp_path / "w" / "model" / "model.safetensors")
+    assert all(torch.equal(plain[key], workers[key]) for key in plain)
