@@ -71,7 +71,9 @@ def test_explain_keeps_the_good_files_and_lists_the_bad(files, tmp_path, capsys)
     options = ["--method", "grad_cam", "--model", "test_resnet", "--weights", "none", "--out", str(out)]
     assert main(["explain", *map(str, names), *options]) == 1
     check_failures(capsys.readouterr().err, ["truncated.png", "missing.png"], 3)
-    assert sorted(path.name for path in out.iterdir()) == ["good.grad_cam.json", "good.grad_cam.png"]
+    written = {path.name for path in out.iterdir()}  # the good image's full output (its figure formats and files)
+    assert {"good.grad_cam.json", "good.grad_cam.png"} <= written
+    assert {name.split(".")[0] for name in written} == {"good"}  # nothing for the bad ones
 
 
 def test_sigterm_keeps_the_finished_outputs_and_their_index(checkpoint, files, tmp_path) -> None:
@@ -93,6 +95,35 @@ def test_sigterm_keeps_the_finished_outputs_and_their_index(checkpoint, files, t
     records = json.loads((out / "predictions.json").read_text())
     assert 1 <= len(records) < 96 and all(Path(record["figure"]).is_file() for record in records)
     assert no_hidden_files(out)
+
+
+def test_sigterm_leaves_inv_explain_with_every_finished_folder_whole(files, tmp_path) -> None:
+    """Every cluster-map folder written has its clustermaps.json (what 'label serve' and 'inv global' read) and its
+    files; the image in work leaves nothing; exit 143, one line."""
+    from p2pvision.inv.runs import find_runs
+
+    photos = []
+    for number in range(40):
+        path = tmp_path / f"photo{number:02d}.png"
+        path.write_bytes(files["good"].read_bytes())
+        photos.append(str(path))
+    out = tmp_path / "maps"
+    options = ["--model", "test_resnet", "--weights", "none", "--embedding", "pca", "--out", str(out)]
+    command = [sys.executable, "-m", "p2pvision.cli", "inv", "explain", *photos, *options]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    deadline = time.monotonic() + 180
+    while not list(out.glob("*/clustermaps.json")) and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the next image
+    process.send_signal(signal.SIGTERM)
+    err = process.communicate(timeout=60)[1]
+    assert process.returncode == 143 and "terminated (SIGTERM)" in err and "Traceback" not in err, err
+    folders = sorted(out.iterdir())
+    assert 1 <= len(folders) < 40 and no_hidden_files(out)
+    runs = find_runs([out])
+    assert sorted(run.folder.name for run in runs) == [folder.name for folder in folders]
+    for run in runs:
+        assert (run.folder / "overview.png").is_file() and run.arrays() and run.image().shape[2] == 3
 
 
 def bad_number_cases(checkpoint: Path, image: Path, folder: Path, a_file: Path) -> list[list[str]]:
