@@ -977,3 +977,17 @@ def test_a_signal_keeps_what_finished(command: str, signum: int, env: Env, tmp_p
         assert not out.exists()  # an export is whole or absent
     else:
         check(out)
+
+
+def test_folders_written_whole_get_the_usual_permissions(env: Env, tmp_path: Path) -> None:
+    """A folder written whole (an export, a cluster-map folder) starts as a private temporary folder (0700); once
+    in place it has the usual permissions (0777 less the umask), like every file p2pvision writes."""
+    from p2pvision.cache import atomic_folder
+
+    umask = os.umask(0)
+    os.umask(umask)
+    with atomic_folder(tmp_path / "whole") as folder:
+        (folder / "a.txt").write_text("a")
+    assert (tmp_path / "whole").stat().st_mode & 0o777 == 0o777 & ~umask
+    assert Path(env["runs"]).stat().st_mode & 0o777 == 0o777 & ~umask  # written by save_cluster_maps
+    assert not [name for name in _files(tmp_path) if Path(name).name.startswith(".")]
