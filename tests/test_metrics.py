@@ -241,7 +241,7 @@ def test_accuracy_kept_fraction_histogram_and_cost():
     assert run("accuracy", inputs) == {"accuracy": pytest.approx(2 / 3)}  # label -1 is unknown
     kept = make_metric("kept_fraction", bins=4)
     kept.update(*inputs)
-    assert kept.compute() == {"kept_fraction": pytest.approx((0 + 0.5 + 1 + 0.25) / 4)}
+    assert kept.compute() == {"kept_fraction": pytest.approx((0 + 0.5 + 1 + 0.25) / 4), "empty_masks": 0.25}
     assert kept.histogram()["counts"] == [1, 1, 1, 1]
     assert run("cost", inputs) == {"evaluations": 2.0, "seconds": 0.5, "forward_ratio": 4.0}
 

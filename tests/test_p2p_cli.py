@@ -46,6 +46,10 @@ def test_evaluate_prints_and_writes_every_metric(checkpoint, tmp_path, capsys):
         assert row["images"] == 24
     assert report["0.99"]["tau"] >= report["0.5"]["tau"]  # a stricter certainty never needs a smaller budget
     assert (tmp_path / "evaluation.csv").read_text().startswith("delta,accuracy")
+    assert 0.0 <= report["0.5"]["empty_masks"] <= 1.0
+    with Image.open(tmp_path / "frontier.png") as plot:  # the accuracy-sparsity frontier, per delta
+        assert plot.width > 1000
+    assert (tmp_path / "frontier.pdf").read_bytes().startswith(b"%PDF")
 
 
 def test_evaluate_and_the_benchmark_give_the_same_numbers(checkpoint, tmp_path):

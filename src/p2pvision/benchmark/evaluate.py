@@ -22,6 +22,8 @@ from p2pvision.cache import atomic_path, write_json
 from p2pvision.config import apply_overrides
 from p2pvision.errors import P2PVisionError
 from p2pvision.models.p2p.checkpoint import load_p2p, read_checkpoint_config
+from p2pvision.report.explanation_figures import save_figure
+from p2pvision.report.p2p_figures import frontier_figure
 
 DELTAS = (0.8, 0.9, 0.95, 0.99)
 # What a P2P evaluation reports (spec/metrics.md): accuracy, sparsity, localisation, faithfulness and cost.
@@ -53,7 +55,8 @@ def evaluate_checkpoint(
     progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Evaluate a P2P checkpoint per delta on ``split`` (its first ``images`` images, all if None) of the data it was
-    trained on; writes ``evaluation.json``/``.csv`` and the benchmark's tables and report into ``out``. Returns
+    trained on; writes ``evaluation.json``/``.csv``, the frontier plot (``frontier.png``/``.pdf``: accuracy and
+    precision against the kept fraction, per delta) and the benchmark's tables and report into ``out``. Returns
     ``{str(delta): {metric: value, ..., "images": n}}`` and, under ``"directions"``, whether higher is better."""
     out = Path(out)
     load_p2p(checkpoint)  # a broken checkpoint (weights, settings, NaN) is one line before any data is read
@@ -77,6 +80,9 @@ def evaluate_checkpoint(
         report[str(delta)] = {**cell["values"], "images": cell["images"]}
         directions.update(cell["directions"])
     write_evaluation(out, checkpoint, split, report, directions)
+    titled = {f"δ {delta}": row for delta, row in report.items()}
+    save_figure(frontier_figure(titled, f"{Path(checkpoint)} on {split}: one point per delta"), out / "frontier",
+                ("png", "pdf"))  # fmt: skip
     return {**report, "directions": directions}
 
 

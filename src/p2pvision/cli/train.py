@@ -64,7 +64,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     for delta in deltas:
         print(f"{delta:<6} " + " ".join(f"{report[str(delta)][key]:>13.4f}" for key in keys))
     out = Path(args.out).resolve()
-    print(f"tables: {out / 'evaluation.json'}, {out / 'evaluation.csv'}; report: {out / 'report.html'}")
+    print(f"tables: {out / 'evaluation.json'}, {out / 'evaluation.csv'}; frontier plot: {out / 'frontier.png'}; "
+          f"report: {out / 'report.html'}")
     return 0
 
 

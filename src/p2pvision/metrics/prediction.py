@@ -30,7 +30,8 @@ class Accuracy(Metric):
 @METRICS.register()
 class KeptFraction(Metric):
     """Share of pixels the model predicted from (the keep mask; a soft mask's is its mean, see ``hard_keep``), with its
-    distribution over ``bins`` equal bins of [0, 1] (:meth:`histogram`). Lower is sparser."""
+    distribution over ``bins`` equal bins of [0, 1] (:meth:`histogram`), and ``empty_masks``: the share of images
+    whose mask keeps nothing (the model then predicts from a fully removed image). Lower is sparser."""
 
     category = "prediction"
     name = "kept_fraction"
@@ -38,7 +39,7 @@ class KeptFraction(Metric):
     requires = ("keep",)
     counts: Tensor  # state: images per bin
     def __init__(self, bins: int = 20) -> None:
-        super().__init__()
+        super().__init__((self.name, "empty_masks"))
         self.bins = int(bins)
         self.add_state("counts", torch.zeros(self.bins, dtype=torch.float64), dist_reduce_fx="sum")
 
@@ -46,7 +47,7 @@ class KeptFraction(Metric):
         fraction = hard_keep(self.required(explanation.keep, "keep")).flatten(1).double().mean(1)
         index = (fraction * self.bins).long().clamp(max=self.bins - 1)
         self.counts += torch.bincount(index, minlength=self.bins).double().to(self.counts.device)
-        return {self.name: fraction}
+        return {self.name: fraction, "empty_masks": (fraction == 0).double()}
 
     def histogram(self) -> dict[str, list[float]]:
         """Image counts per bin of the kept fraction (all processes): ``{"edges": [...], "counts": [...]}``."""

@@ -98,3 +98,31 @@ def explanation_figure(
         figure.savefig(tmp, dpi=dpi)
     plt.close(figure)
     return path
+
+
+def frontier_figure(report: dict[str, dict[str, float]], title: str = "") -> plt.Figure:
+    """The accuracy-sparsity frontier of a P2P evaluation: accuracy and localisation precision against the hard
+    kept fraction, one point per setting (``report``: ``{"0.9": {"accuracy": .., "kept_fraction": .., ...}}``,
+    e.g. one per delta), each labelled with its setting and, where any, its share of empty masks."""
+    panels = [key for key in ("accuracy", "precision") if all(key in row for row in report.values())]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), constrained_layout=True,
+                                squeeze=False)  # fmt: skip
+    ordered = sorted(report.items(), key=lambda item: item[1]["kept_fraction"])
+    kept = [row["kept_fraction"] for _, row in ordered]
+    for axis, key in zip(axes[0], panels, strict=True):
+        values = [row[key] for _, row in ordered]
+        axis.plot(kept, values, marker="o", color="#4c72b0")
+        labels: dict[tuple[float, float], list[str]] = {}  # settings at the same point share one label
+        for (setting, row), x, y in zip(ordered, kept, values, strict=True):
+            empty = row.get("empty_masks", 0.0)
+            label = setting + (f" ({empty:.0%} empty)" if empty else "")
+            labels.setdefault((round(x, 3), round(y, 3)), []).append(label)
+        for number, ((x, y), names) in enumerate(labels.items()):  # labels alternate below and above their points
+            offset = (6, -6 - 8 * len(names)) if number % 2 == 0 else (6, 4)
+            axis.annotate("\n".join(names), (x, y), textcoords="offset points", xytext=offset, fontsize=7)
+        axis.set(xlabel="hard kept fraction of the pixels", ylabel=key, xlim=(0, 1.02),
+                 ylim=(0, 1.02) if key != "accuracy" else (min(values) - 0.05, 1.0))  # fmt: skip
+        axis.grid(alpha=0.3)
+    if title:
+        figure.suptitle(title, fontsize=9)
+    return figure
