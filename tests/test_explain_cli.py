@@ -90,3 +90,49 @@ def test_explain_reports_user_errors(tmp_path: Path, photos: list[Path]) -> None
     assert run(["explain", str(tmp_path / "missing.png"), "--method", "sp", "--weights", "none", *common]) == 2
     with pytest.raises(SystemExit):
         run(["explain", str(photos[0]), "--method", "lime", "--grid", "4", "--superpixels", "10"])
+
+
+def test_explain_states_each_methods_cost_and_shows_progress(tmp_path: Path, photos: list[Path], capsys) -> None:
+    out = tmp_path / "out"
+    common = ["--model", "test_resnet", "--weights", "none", "--out", str(out), "--formats", "png"]
+    options = ["--method", "moxi,sp,grad_cam", "--grid", "3", "--param", "early_stop=false", "--param", "patch=40",
+               "--param", "stride=40"]  # fmt: skip
+    assert run(["explain", *map(str, photos), *options, *common]) == 0
+    captured = capsys.readouterr()
+    printed = captured.out
+    # before each method's first image: its evaluations per image and seconds from a timing probe, once per method
+    assert "moxi: 46 model evaluations per image (about " in printed and "timing probe of 16 images" in printed
+    assert "sliding_patch: 18 model evaluations per image (about " in printed
+    assert "grad_cam: 1 model evaluation (forward+backward) per image" in printed
+    assert printed.count("moxi: 46 model evaluations per image") == 1
+    # and what they then counted
+    for name, evaluations in (("moxi", 46), ("sliding_patch", 18), ("grad_cam", 1)):
+        assert json.loads((out / f"coffee.{name}.json").read_text())["cost"]["evaluations"] == evaluations
+    assert "cat.png moxi" in captured.err and "coffee.png sliding_patch" in captured.err  # progress bars
+    quiet = ["--method", "moxi", "--grid", "2", "--quiet"]
+    assert run(["explain", str(photos[0]), *quiet, *common]) == 0
+    assert "cat.png moxi" not in capsys.readouterr().err
+
+
+def test_explain_says_how_to_make_a_slow_method_cheaper(tmp_path: Path, photos: list[Path], capsys, monkeypatch):
+    monkeypatch.setattr("p2pvision.cli.explain.SLOW_SECONDS", 0.0)
+    common = ["--model", "test_resnet", "--weights", "none", "--out", str(tmp_path), "--formats", "png", "--quiet"]
+    options = ["--method", "moxi,lime", "--grid", "3", "--param", "early_stop=false", "--param", "num_samples=20"]
+    assert run(["explain", str(photos[0]), *options, *common]) == 0
+    printed = capsys.readouterr().out
+    assert "moxi: more than 0 s per image here; cheaper: --param early_stop=true, a coarser --grid" in printed
+    assert "lime: more than 0 s per image here; cheaper: fewer --param num_samples (now 20)" in printed
+
+
+def test_explain_preset_paper_and_what_overrides_it(tmp_path: Path, photos: list[Path]) -> None:
+    common = ["--model", "test_resnet", "--weights", "none", "--out", str(tmp_path), "--formats", "png", "--quiet"]
+    assert run(["explain", str(photos[0]), "--method", "moxi_minus", "--preset", "paper", *common]) == 0
+    minus = json.loads((tmp_path / "cat.moxi_minus.json").read_text())
+    assert minus["params"]["partition"]["grid"] == [14, 14] and minus["cost"]["evaluations"] == 196 + 2
+    options = ["--method", "moxi", "--preset", "paper", "--grid", "2", "--param", "mode=deletion"]
+    assert run(["explain", str(photos[0]), *options, *common]) == 0  # --grid and --param win over the preset
+    moxi = json.loads((tmp_path / "cat.moxi.json").read_text())
+    assert moxi["params"]["partition"]["grid"] == [2, 2] and moxi["params"]["mode"] == "deletion"
+    assert moxi["params"]["early_stop"] is False and moxi["cost"]["evaluations"] == 1 + 4 * 5 // 2  # the paper's
+    with pytest.raises(SystemExit):
+        run(["explain", str(photos[0]), "--method", "moxi", "--preset", "fast"])

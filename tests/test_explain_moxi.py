@@ -41,7 +41,7 @@ def patches_needed(order: torch.Tensor, images: torch.Tensor, regions: torch.Ten
 
 def test_moxi_skips_the_redundant_player_and_moxi_minus_does_not() -> None:
     images, regions = setup()
-    moxi = MoXI(RedundantRegions(), BlackFill(), GridPartitioner(2)).explain(images, regions=regions)
+    moxi = MoXI(RedundantRegions(), BlackFill(), GridPartitioner(2), early_stop=False).explain(images, regions=regions)
     minus = MoXIMinus(RedundantRegions(), BlackFill(), GridPartitioner(2)).explain(images, regions=regions)
     assert moxi.target.tolist() == [1]
     assert moxi.order[0].tolist() == [0, 2, 3, 1]
@@ -52,7 +52,9 @@ def test_moxi_skips_the_redundant_player_and_moxi_minus_does_not() -> None:
 
 def test_deletion_removes_the_unique_evidence_first() -> None:
     images, regions = setup()
-    moxi = MoXI(RedundantRegions(), BlackFill(), GridPartitioner(2), mode="deletion").explain(images, regions=regions)
+    moxi = MoXI(RedundantRegions(), BlackFill(), GridPartitioner(2), mode="deletion", early_stop=False).explain(
+        images, regions=regions
+    )
     minus = MoXIMinus(RedundantRegions(), BlackFill(), GridPartitioner(2), mode="deletion").explain(
         images, regions=regions
     )
@@ -66,7 +68,7 @@ def test_moxi_costs_n_n_plus_1_over_2_and_early_stop_keeps_the_prefix() -> None:
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 5))
     with torch.no_grad():
         target = model(images).argmax(1)  # the model's own class: it returns at the latest with all 16 players
-    full = MoXI(model, BlackFill(), GridPartitioner(4)).explain(images, target=target, regions=regions)
+    full = MoXI(model, BlackFill(), GridPartitioner(4), early_stop=False).explain(images, target, regions)
     assert full.evaluations.sum() == 2 * 16 * 17 // 2
     assert (full.order >= 0).all() and torch.equal(full.order.sort(1).values, torch.arange(16).expand(2, -1))
     # Scores follow the order: the i-th player gets 16 - i.

@@ -103,7 +103,9 @@ def test_meaningful_perturbation_with_inpainting_and_jitter_runs() -> None:
 def test_results_serialise_and_render() -> None:
     model = create_classifier("test_resnet")
     images = torch.rand(2, 3, 32, 32)
-    result = make_explainer("moxi", model, removal="black", partitioner=GridPartitioner(2)).explain(images)
+    result = make_explainer("moxi", model, removal="black", partitioner=GridPartitioner(2), early_stop=False).explain(
+        images
+    )
     record = json.loads(json.dumps(result.to_json(model.class_names)))
     assert record["method"] == "moxi" and len(record["images"]) == 2
     first = record["images"][0]

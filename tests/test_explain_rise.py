@@ -67,7 +67,8 @@ def test_rise_is_listed_by_the_cli_and_runs_in_the_benchmark_and_its_report(tmp_
         main(["explain", "--help"])
     except SystemExit:
         pass
-    assert "rise [removal]: num_masks=4000" in " ".join(capsys.readouterr().out.split())
+    listed = " ".join(capsys.readouterr().out.split())
+    assert "rise [removal]: num_masks=250" in listed and "(--preset paper: num_masks=4000)" in listed
     config = {
         "name": "rise", "seeds": [0], "batch_size": 4, "examples": 2, "stored_images": 2,
         "hardware": {"accelerator": "cpu"}, "metrics": ["cost", {"name": "rise", "mode": "deletion", "steps": 4}],

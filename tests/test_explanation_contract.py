@@ -101,7 +101,10 @@ def test_contract(name: str, batch: tuple[torch.Tensor, torch.Tensor], tmp_path)
     json.loads(json.dumps(result.to_json(), allow_nan=False))
     loaded = Explanation.load(result.save(tmp_path / f"{name}.safetensors"))
     assert loaded.method == result.method and loaded.params == json.loads(json.dumps(result.params))
-    assert all(torch.equal(loaded.tensors()[key], value) for key, value in result.tensors().items())
+    for key, value in result.tensors().items():  # NaN where a value is undefined (MoXI's curve after early stopping)
+        back = loaded.tensors()[key]
+        assert back.dtype == value.dtype and torch.equal(back.isnan(), value.isnan()), key
+        assert torch.equal(back.nan_to_num(0.0), value.nan_to_num(0.0)), key
 
 
 @pytest.mark.parametrize("name", ["grad_cam", "p2p"])

@@ -12,7 +12,8 @@ Values (``value=``): ``"log_odds"`` (default, MoXI's reward) ``logit_y - logsume
 
 ``forward_args``: extra arguments of the model's forward (Captum's ``additional_forward_args``), passed with every
 evaluation; a tensor with one entry per image is indexed by the images each forward pass evaluates
-(:func:`~p2pvision.classifier.forward_args_for`).
+(:func:`~p2pvision.classifier.forward_args_for`). ``progress``: a callable told the number of images of every
+forward pass as it is counted (e.g. a progress bar's ``update``).
 """
 
 from __future__ import annotations
@@ -88,6 +89,7 @@ class RegionGame:
         value: str = "log_odds",
         batch_size: int = 64,
         forward_args: tuple[Any, ...] = (),
+        progress: Callable[[int], None] | None = None,
     ) -> None:
         if images.ndim != 4 or images.shape[1] != 3 or not images.dtype.is_floating_point:
             raise ValueError(f"images must be a float tensor (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
@@ -110,6 +112,7 @@ class RegionGame:
         self.areas = region_areas(self.regions, self.num_players)
         self.players = self.areas > 0
         self.evaluations = 0
+        self.progress = progress
         self.forward_seconds = 0.0
         self.removal_seconds = 0.0
         self._fills = None
@@ -161,8 +164,13 @@ class RegionGame:
         args = forward_args_for(self.forward_args, index, self.num_images)
         logits = self.model(images, *args)
         self.forward_seconds += time.perf_counter() - started
-        self.evaluations += images.shape[0]
+        self._count(images.shape[0])
         return logits
+
+    def _count(self, evaluations: int) -> None:
+        self.evaluations += evaluations
+        if self.progress is not None:
+            self.progress(evaluations)
 
     def compose(self, index: Tensor, keep: Tensor) -> Tensor:
         """Images ``index`` (n,) with the removal applied outside ``keep`` (n,H,W) bool or float (differentiable)."""
@@ -184,7 +192,7 @@ class RegionGame:
             started = time.perf_counter()
             logits = self.removal.logits(self.model, self.images[index], keep)
             self.forward_seconds += time.perf_counter() - started
-            self.evaluations += len(index)
+            self._count(len(index))
             return logits
         return self._forward(self.compose(index, keep), index)
 

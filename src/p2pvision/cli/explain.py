@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import inspect
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +26,14 @@ DECLARED_EXPLAINERS = DeclaredRegistry("explainer", "p2pvision.explain", "EXPLAI
 DECLARED_REMOVALS = DeclaredRegistry("removal", "p2pvision.removal", "REMOVALS")
 # Modules whose names an explainer's parameter annotations may use in the checks before torch loads.
 _LIGHT_ANNOTATION_MODULES = ("p2pvision.config", "typing", "collections.abc")
+# --preset: every explainer's constructor defaults, and the presets every explainer declares (Explainer.presets;
+# tests/test_explain_cost.py checks that they are these).
+PRESETS = ("default", "paper")
+# Seconds per image above which the command says how to make a method cheaper.
+SLOW_SECONDS = 60.0
+# Settings that set a method's cost, and how to make it cheaper with them.
+_CHEAPER = {"num_samples": "fewer", "num_permutations": "fewer", "num_masks": "fewer", "steps": "fewer",
+            "n_steps": "fewer", "stride": "a larger"}  # fmt: skip
 
 
 def _parse_param(text: str) -> tuple[str, Any]:
@@ -172,8 +181,13 @@ def _method_help() -> str:
     for name in EXPLAINERS.names():
         also = f" ({', '.join(aliases[name])})" if name in aliases else ""
         params = ", ".join(f"{key}={value!r}" for key, value in EXPLAINERS.parameters(name, shared).items())
-        removes = " [removal]" if issubclass(EXPLAINERS.get(name), PerturbationExplainer) else ""
-        entries.append(f"{name}{also}{removes}: {params or 'no parameters'}")
+        cls = EXPLAINERS.get(name)
+        removes = " [removal]" if issubclass(cls, PerturbationExplainer) else ""
+        players = f", players: {_partition_text(cls.default_partition)}" if removes else ""
+        paper = ", ".join(f"{key}={_partition_text(value) if key == 'partition' else repr(value)}"
+                          for key, value in cls.presets.get("paper", {}).items())  # fmt: skip
+        paper = f" (--preset paper: {paper})" if paper else ""
+        entries.append(f"{name}{also}{removes}: {params or 'no parameters'}{players}{paper}")
     return "explanation method, with its --param settings and defaults; " + "; ".join(entries)
 
 
@@ -209,8 +223,14 @@ def add_explain_command(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--removal", default=None, help=_LazyHelp(_removal_help),
     )  # fmt: skip
+    parser.add_argument(
+        "--preset", default="default", choices=PRESETS,
+        help="the methods' settings: 'default' (CPU-friendly: a 224 px image in about a minute or less on 2 CPU "
+        "cores with EfficientNet-Lite0) or 'paper' (the papers' settings and partitions; minutes to half an hour "
+        "per image there); --param and --grid/--superpixels override them",
+    )  # fmt: skip
     players = parser.add_mutually_exclusive_group()
-    players.add_argument("--grid", type=positive_int, default=None, help="players are an N x N grid (default: 14)")
+    players.add_argument("--grid", type=positive_int, default=None, help=_LazyHelp(_grid_help))
     players.add_argument("--superpixels", type=positive_int, default=None, help="players are about N SLIC superpixels")
     add_model_arguments(parser)
     parser.add_argument(
@@ -228,7 +248,28 @@ def add_explain_command(subparsers: argparse._SubParsersAction) -> None:
         "--formats", default=["png", "pdf"], type=figure_formats,
         help="figure files per image, comma-separated: png (300 dpi), pdf, svg (default: png,pdf)",
     )  # fmt: skip
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.set_defaults(run=run_explain)
+
+
+def _partition_text(partition: dict[str, Any]) -> str:
+    if partition.get("name") == "grid":
+        return f"{partition['grid']} x {partition['grid']} grid"
+    if partition.get("name") == "slic":
+        return f"SLIC {partition['n_segments']}"
+    return ", ".join(f"{key}={value}" for key, value in partition.items())
+
+
+def _grid_help() -> str:
+    """--grid's help: each method's default players (part of its cost) and the paper preset's."""
+    from p2pvision.explain import EXPLAINERS
+
+    defaults: dict[str, list[str]] = {}
+    for name in EXPLAINERS.names():
+        defaults.setdefault(_partition_text(EXPLAINERS.get(name).default_partition), []).append(name)
+    listed = "; ".join(f"{text} for {', '.join(names)}" for text, names in defaults.items())
+    return (f"players are an N x N grid (default: each method's own: {listed}; with --preset paper, 14 x 14 for "
+            "the patch methods); a method's cost grows with its players, MoXI's with their square")  # fmt: skip
 
 
 def figure_formats(text: str) -> list[str]:
@@ -291,7 +332,7 @@ def _params_for(args: argparse.Namespace, name: str) -> dict[str, Any]:
 
 def _build_explainer(args: argparse.Namespace, method: str, model) -> Any:
     """The explainer ``method`` with the command's settings (with several methods, the parameters it takes)."""
-    from p2pvision.explain import EXPLAINERS, PerturbationExplainer
+    from p2pvision.explain import EXPLAINERS, PerturbationExplainer, preset_settings
     from p2pvision.regions import make_partitioner
 
     name = EXPLAINERS.resolve(method)
@@ -306,7 +347,45 @@ def _build_explainer(args: argparse.Namespace, method: str, model) -> Any:
         params.setdefault("batch_size", args.batch_size)
     elif args.removal is not None and len(args.method) == 1:
         raise ConfigError(f"--removal applies to perturbation methods; {name} does not remove regions")
-    return EXPLAINERS.create(name, model, **params)
+    return EXPLAINERS.create(name, model, **preset_settings(name, args.preset, params))
+
+
+def announce_cost(explainer: Any, image: Any, regions: Any) -> None:
+    """Print what ``explainer`` will spend on one image (model evaluations, and seconds from a timing probe of one
+    batch, which no explanation counts), and a hint when that exceeds :data:`SLOW_SECONDS`."""
+    planned = explainer.planned_evaluations(int(regions.max()) + 1, image.shape[2], image.shape[3])
+    name = explainer.name
+    if planned is None:
+        print(f"{name}: model evaluations not known beforehand (counted as they happen)")
+        return
+    amount = f"at most {planned:,}" if explainer.stops_early else f"{planned:,}"
+    plural = "s" if planned != 1 else ""
+    kind = " (forward+backward)" if explainer.backward else ""
+    count = explainer.probe_size(planned)
+    if planned <= count:  # no more than one batch: the probe would cost as much as the method
+        print(f"{name}: {amount} model evaluation{plural}{kind} per image")
+        return
+    each = explainer.seconds_per_evaluation(image, regions, count)
+    seconds = each * planned
+    early = ", early stopping usually ends sooner" if explainer.stops_early else ""
+    print(f"{name}: {amount} model evaluations{kind} per image (about {seconds:.0f} s here{early}; {each:.3f} s "
+          f"each in a timing probe of {count} image{'s' if count != 1 else ''})")  # fmt: skip
+    if seconds > SLOW_SECONDS:
+        print(f"{name}: more than {SLOW_SECONDS:.0f} s per image here; cheaper: {_cheaper(explainer)}")
+
+
+def _cheaper(explainer: Any) -> str:
+    """How to make ``explainer`` cheaper from the command line: its cost settings and its players."""
+    from p2pvision.explain import PerturbationExplainer
+
+    params = explainer.params
+    ways = [f"{how} --param {key} (now {params[key]})" for key, how in _CHEAPER.items() if key in params]
+    if params.get("early_stop") is False:
+        ways.append("--param early_stop=true")
+    if isinstance(explainer, PerturbationExplainer):
+        ways.append("a coarser --grid (MoXI's cost grows with the square of the players)" if "early_stop" in params
+                    else "a coarser --grid or fewer --superpixels")  # fmt: skip
+    return ", ".join(ways)
 
 
 def _output_stem(path: Path, used: set[str]) -> str:
@@ -328,10 +407,12 @@ def run_explain(args: argparse.Namespace) -> int:
         check_checkpoint_exists(args.checkpoint)
 
     import torch
+    from tqdm.auto import tqdm
 
     from p2pvision.cache import write_json
     from p2pvision.explain import EXPLAINERS
     from p2pvision.io import load_image
+    from p2pvision.regions import partition_batch
     from p2pvision.report.explanation_figures import explanation_figure, save_figure
 
     for method in args.method:
@@ -348,6 +429,7 @@ def run_explain(args: argparse.Namespace) -> int:
     names = ", ".join(explainer.name for explainer in explainers)
     print(f"explaining {total} image(s) with {names} on {args.model} ({device}); results go to {out}")
     failures: list[tuple[str, str]] = []
+    announced: set[str] = set()
     for number, name in enumerate(args.images, start=1):
         path = Path(name)
         try:
@@ -365,7 +447,18 @@ def run_explain(args: argparse.Namespace) -> int:
             results = []
             for explainer in explainers:
                 started = time.perf_counter()
-                result = explainer.explain(image, args.target).cpu()
+                regions = partition_batch(image, explainer.partitioner)
+                if explainer.name not in announced:  # the cost per image, once per method
+                    announced.add(explainer.name)
+                    announce_cost(explainer, image, regions)
+                planned = explainer.planned_evaluations(int(regions.max()) + 1, image.shape[2], image.shape[3])
+                with tqdm(total=planned, desc=f"{path.name} {explainer.name}", unit="eval", disable=args.quiet,
+                          leave=False, file=sys.stderr, dynamic_ncols=True) as bar:  # fmt: skip
+                    explainer.progress = bar.update
+                    try:
+                        result = explainer.explain(image, args.target, regions=regions).cpu()
+                    finally:
+                        explainer.progress = None
                 record = result.record(0, model.class_names)
                 record.update({"image": str(path), "model": args.model, "input_size": list(image.shape[2:])})
                 base = out / f"{stem}.{explainer.name}"

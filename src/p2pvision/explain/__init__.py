@@ -19,6 +19,7 @@ _EXPORTS = {
     "make_explainer": "p2pvision.explain.base",
     "PerturbationExplainer": "p2pvision.explain.base",
     "order_from_scores": "p2pvision.explain.base",
+    "preset_settings": "p2pvision.explain.base",
     "GradCAM": "p2pvision.explain.gradcam",
     "GradCAMPlusPlus": "p2pvision.explain.gradcam",
     "LIME": "p2pvision.explain.lime",

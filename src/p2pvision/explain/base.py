@@ -13,15 +13,22 @@ normalisation given to :func:`make_explainer` as ``mean``/``std`` or read from t
 Hugging Face output). ``explain`` also takes Captum's ``additional_forward_args`` (passed to the model's forward in
 every evaluation, per image where they hold one entry per image) and, for the perturbation methods, ``baselines``:
 the fill of removed pixels for that call (a :class:`~p2pvision.removal.BaselineFill`).
+
+Cost: ``planned_evaluations(num_players, height, width)`` is what a method will spend per image (model
+evaluations, an upper bound where it may stop early), :meth:`Explainer.seconds_per_evaluation` times one batch like
+the method's, and ``progress`` (a callable taking a number of evaluations) hears of every evaluation as it happens.
+The defaults are CPU-friendly (a 224 px image in about a minute on 2 CPU cores with EfficientNet-Lite0); each
+class's ``presets`` name other settings, ``"paper"`` the papers' (``make_explainer(..., preset="paper")``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import inspect
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -33,8 +40,8 @@ from p2pvision.errors import ConfigError
 from p2pvision.explanation import Explanation, check_images, order_from_scores
 from p2pvision.game import RegionGame
 from p2pvision.regions import (
-    GridPartitioner,
     Partitioner,
+    make_partitioner,
     partition_batch,
     region_areas,
     region_mean,
@@ -45,13 +52,39 @@ from p2pvision.removal import BaselineFill, Removal, TokenDropping, make_removal
 
 EXPLAINERS: Registry[type[Explainer]] = Registry("explainer", package="p2pvision.explain")
 
+# At most this many copies of an image in the timing probe of seconds_per_evaluation.
+PROBE_IMAGES = 16
 
-def make_explainer(name: str, model: nn.Module, mean: Any = None, std: Any = None, **params: Any) -> Explainer:
+
+def make_explainer(
+    name: str, model: nn.Module, mean: Any = None, std: Any = None, preset: str | None = None, **params: Any
+) -> Explainer:
     """``EXPLAINERS.create(name, model, **params)``: an explainer by name (or alias) for ``model``, any PyTorch
     image classifier. ``mean``/``std``: the input normalisation of a plain network (one or three values each, e.g.
     ``processor.image_mean``); without them, a timm or Hugging Face model's own is read where it states one, else
-    the network gets the images in [0, 1] as they are (see :func:`~p2pvision.classifier.as_classifier`)."""
-    return EXPLAINERS.create(name, as_classifier(model, mean, std), **params)
+    the network gets the images in [0, 1] as they are (see :func:`~p2pvision.classifier.as_classifier`).
+    ``preset``: named settings of the method (``"paper"``: the papers' settings and partition; see
+    :func:`preset_settings`), which ``params`` override."""
+    return EXPLAINERS.create(name, as_classifier(model, mean, std), **preset_settings(name, preset, params))
+
+
+def preset_settings(name: str, preset: str | None, params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The constructor settings of explainer ``name`` under ``preset`` (None or ``"default"``: none), with
+    ``params`` over them; a preset's ``partition`` (a mapping such as ``{"name": "grid", "grid": 14}``) becomes the
+    ``partitioner`` unless ``params`` give one."""
+    params = dict(params or {})
+    if preset is None or preset == "default":
+        return params
+    cls = EXPLAINERS.get(name)
+    if preset not in cls.presets:
+        raise ConfigError(f"explainer '{EXPLAINERS.resolve(name)}' has no preset {preset!r}; choose one of "
+                          f"default, {', '.join(cls.presets)}")  # fmt: skip
+    settings = copy.deepcopy(cls.presets[preset])
+    partition = settings.pop("partition", None)
+    settings.update(params)
+    if partition is not None and settings.get("partitioner") is None:
+        settings["partitioner"] = make_partitioner(**partition)
+    return settings
 
 
 def explainer_names() -> list[str]:
@@ -80,16 +113,81 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 class Explainer(ABC):
-    """Base class: partitions the images, runs the method in eval mode and assembles the result."""
+    """Base class: partitions the images, runs the method in eval mode and assembles the result.
+
+    Class attributes a method may set: ``default_partition``, the players when no partitioner is given (a
+    :func:`~p2pvision.regions.make_partitioner` mapping: part of the method's cost where it is quadratic in the
+    players); ``presets``, named settings (``"paper"``: the papers', each a mapping of constructor settings and
+    ``partition``; literals, so that the command line reads them without importing the method); ``backward``,
+    whether an evaluation is a forward+backward pass (for the timing probe).
+    """
 
     name: ClassVar[str]
 
     supports_baselines: ClassVar[bool] = False  # whether explain() takes baselines (a fill of removed pixels)
+    default_partition: ClassVar[dict[str, Any]] = {"name": "grid", "grid": 14}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"paper": {}}
+    backward: bool = False
 
     def __init__(self, model: nn.Module, partitioner: Partitioner | None = None) -> None:
         self.model = as_classifier(model)
-        self.partitioner = partitioner if partitioner is not None else GridPartitioner(14)
+        self.partitioner = partitioner if partitioner is not None else make_partitioner(**self.default_partition)
         self._forward_args: tuple[Any, ...] = ()
+        # told the number of model evaluations as they happen (e.g. a progress bar's update); not a setting
+        self.progress: Callable[[int], None] | None = None
+
+    def advance(self, evaluations: int) -> None:
+        """Report ``evaluations`` model evaluations just made to :attr:`progress`."""
+        if self.progress is not None and evaluations:
+            self.progress(int(evaluations))
+
+    def planned_evaluations(self, num_players: int, height: int, width: int) -> int | None:
+        """Model evaluations this method spends per image of ``height`` x ``width`` pixels with ``num_players``
+        regions, explaining the model's own top-1 class (``target=None``; a given target costs at most as much):
+        exactly what ``Explanation.evaluations`` counts, or an upper bound where :attr:`stops_early`; None where
+        it cannot be known beforehand. Gradient and attention methods: one pass."""
+        return 1
+
+    @property
+    def stops_early(self) -> bool:
+        """Whether :meth:`planned_evaluations` is an upper bound that the method may stop short of."""
+        return False
+
+    def probe_size(self, planned: int) -> int:
+        """How many images the timing probe evaluates at once: a batch like the method's (at most
+        ``PROBE_IMAGES``)."""
+        batch = getattr(self, "batch_size", 1)
+        return max(1, min(int(batch), int(planned), PROBE_IMAGES))
+
+    def seconds_per_evaluation(self, image: Tensor, regions: Tensor | None = None, count: int | None = None) -> float:
+        """Seconds one model evaluation of this method takes here, from one timed batch of ``count`` (default
+        :meth:`probe_size` of the planned evaluations) copies of ``image`` (1,3,H,W) or (3,H,W): a forward pass
+        (with a backward pass where :attr:`backward`). The probe is counted in no explanation and reported to no
+        :attr:`progress`."""
+        image, regions = self._probe_inputs(image, regions)
+        if count is None:
+            planned = self.planned_evaluations(int(regions.max()) + 1, image.shape[2], image.shape[3])
+            count = self.probe_size(planned or PROBE_IMAGES)
+        copies = image.expand(count, -1, -1, -1).clone()
+        with eval_mode(self.model):
+            started = time.perf_counter()
+            if self.backward:
+                with torch.enable_grad():
+                    inputs = copies.requires_grad_(True)
+                    torch.autograd.grad(self.model(inputs).amax(dim=1).sum(), inputs)
+            else:
+                with torch.no_grad():
+                    self.model(copies)
+            return (time.perf_counter() - started) / count
+
+    def _probe_inputs(self, image: Tensor, regions: Tensor | None) -> tuple[Tensor, Tensor]:
+        image = image.detach().to(model_device(self.model))
+        image = image[:1] if image.ndim == 4 else image.unsqueeze(0)
+        check_images(image)
+        if regions is None:
+            regions = partition_batch(image, self.partitioner)
+        regions = regions.to(image.device)
+        return image, (regions[:1] if regions.ndim == 3 else regions.unsqueeze(0))
 
     def explain(
         self,
@@ -140,6 +238,7 @@ class Explainer(ABC):
                 with torch.no_grad():
                     predicted = self.model(images, *self._forward_args).argmax(1)
                 extra_evaluations = len(images)
+                self.advance(extra_evaluations)
         seconds = time.perf_counter() - started
         players = region_areas(regions, attribution.scores.shape[1]) > 0
         scores = attribution.scores.masked_fill(~players, 0.0)
@@ -223,8 +322,30 @@ class PerturbationExplainer(Explainer):
             self.removal = kept
 
     def game(self, images: Tensor, regions: Tensor, target: int | Tensor | None) -> RegionGame:
+        """The region game of this call, reporting its evaluations to :attr:`progress`."""
         return RegionGame(self.model, images, regions, self.removal, target, self.value, self.batch_size,
-                          self._forward_args)  # fmt: skip
+                          self._forward_args, progress=self.progress)  # fmt: skip
+
+    def seconds_per_evaluation(self, image: Tensor, regions: Tensor | None = None, count: int | None = None) -> float:
+        """As :meth:`Explainer.seconds_per_evaluation`, through the region game with this explainer's removal: one
+        batch of ``count`` copies of ``image`` with random halves of its players kept (the hole-independent fills,
+        computed once per image, are not timed)."""
+        image, regions = self._probe_inputs(image, regions)
+        num_players = int(regions.max()) + 1
+        if count is None:
+            count = self.probe_size(self.planned_evaluations(num_players, image.shape[2], image.shape[3]) or 1)
+        with eval_mode(self.model):
+            game = RegionGame(self.model, image, regions, self.removal, 0, self.value, count)
+            generator = torch.Generator().manual_seed(0)
+            coalitions = (torch.rand(1, count, num_players, generator=generator) < 0.5).to(image.device)
+            started = time.perf_counter()
+            if self.backward:
+                keep = region_to_pixel(coalitions.float(), regions).requires_grad_(True)
+                torch.autograd.grad(game.masked_values(keep, grad=True).sum(), keep)
+            else:
+                with torch.no_grad():
+                    game(coalitions)
+            return (time.perf_counter() - started) / count
 
     def attribution(self, game: RegionGame, scores: Tensor, **fields: Any) -> Attribution:
         """An :class:`Attribution` of ``scores`` for the game's target, its ranking and the game's cost counters."""

@@ -43,6 +43,13 @@ from p2pvision.regions import Partitioner
 
 # Constructor parameters that the explainer fills itself.
 _OWN = ("self", "forward_func", "model", "layer", "device_ids")
+# Captum methods whose cost per image is known beforehand (checked in tests/test_explain_cost.py), besides the one
+# pass for the prediction: one pass, two (an extra pass of the baseline or of guided backpropagation), or
+# ``n_steps`` / ``n_samples`` passes.
+_ONE_PASS = ("Saliency", "InputXGradient", "GuidedBackprop", "Deconvolution", "LayerGradCam",
+             "LayerGradientXActivation")  # fmt: skip
+_TWO_PASSES = ("GuidedGradCam", "DeepLift")
+_STEPS = ("IntegratedGradients", "InternalInfluence")
 
 
 def _captum_attr() -> Any:
@@ -83,13 +90,16 @@ class _Counted(nn.Module):
     """The classifier as Captum's forward function (a module, for the methods that hook its layers), counting the
     images it sees."""
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: nn.Module, progress: Any = None) -> None:
         super().__init__()
         self.model = model
         self.seen = 0
+        self.progress = progress
 
     def forward(self, images: Tensor, *args: Any) -> Tensor:
         self.seen += images.shape[0]
+        if self.progress is not None:
+            self.progress(images.shape[0])
         return self.model(images, *args)
 
 
@@ -97,7 +107,9 @@ class _Counted(nn.Module):
 class CaptumExplainer(Explainer):
     """A Captum attribution method (``attribution``, a class name of ``captum.attr``) with its keyword
     ``options``, on chunks of ``batch_size`` images (see the module docstring). Cost: the method's own (e.g.
-    ``n_steps`` evaluations per image for integrated gradients) plus one for the prediction."""
+    ``n_steps`` evaluations per image for integrated gradients) plus one for the prediction; known beforehand
+    (:meth:`planned_evaluations`) for the common methods, e.g. integrated gradients, saliency, feature ablation,
+    occlusion, Shapley value sampling."""
 
     name = "captum"
 
@@ -161,6 +173,44 @@ class CaptumExplainer(Explainer):
                 raise ConfigError(f"model has no layer {layer!r}: {error}") from None
         self.layer = layer
         self.takes_feature_mask = "feature_mask" in attribute
+        # the timing probe runs a backward pass for gradient methods
+        self.backward = not issubclass(self.cls, _captum_attr().PerturbationAttribution)
+
+    def _option(self, key: str) -> Any:
+        """An option of ``attribute`` as given, else Captum's default."""
+        if key in self.attribute_options:
+            return self.attribute_options[key]
+        return inspect.signature(self.cls.attribute).parameters[key].default
+
+    def planned_evaluations(self, num_players: int, height: int, width: int) -> int | None:
+        """The Captum method's passes per image plus the prediction's, for the methods listed in ``_ONE_PASS``,
+        ``_TWO_PASSES``, ``_STEPS`` and feature ablation, occlusion, Shapley value sampling, gradient SHAP; None for
+        the others (their cost is counted, not known beforehand)."""
+        name = self.attribution
+        if name in _ONE_PASS:
+            return 2
+        if name in _TWO_PASSES:
+            return 3
+        if name in _STEPS:
+            return 1 + int(self._option("n_steps"))
+        if name == "GradientShap":
+            return 1 + int(self._option("n_samples"))
+        if name == "FeatureAblation" and "feature_mask" not in self.attribute_options:
+            return 2 + num_players
+        if name == "ShapleyValueSampling" and "feature_mask" not in self.attribute_options:
+            return 2 + int(self._option("n_samples")) * num_players
+        if name == "Occlusion":
+            shapes, strides = self._option("sliding_window_shapes"), self._option("strides")
+            if not isinstance(shapes, tuple) or len(shapes) != 3:
+                return None
+            strides = strides if isinstance(strides, tuple) else (strides or 1,) * 3
+            if len(strides) != 3:
+                return None
+            windows = 1
+            for size, shape, stride in zip((3, height, width), shapes, strides):
+                windows *= -(-(size - shape) // stride) + 1  # Captum's: ceil((size - shape) / stride) + 1
+            return 2 + windows
+        return None
 
     def _method(self, forward: _Counted) -> Any:
         first = "model" if "model" in inspect.signature(self.cls.__init__).parameters else "forward_func"
@@ -171,7 +221,7 @@ class CaptumExplainer(Explainer):
 
     def _attribute(self, images: Tensor, regions: Tensor, target: int | Tensor | None) -> Attribution:
         batch = images.shape[0]
-        forward = _Counted(self.model)
+        forward = _Counted(self.model, self.progress)
         method = self._method(forward)
         chunks = [torch.arange(start, min(start + self.batch_size, batch), device=images.device)
                   for start in range(0, batch, self.batch_size)]  # fmt: skip

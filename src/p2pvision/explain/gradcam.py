@@ -72,6 +72,7 @@ class GradCAM(Explainer):
     ``A_k``, upsampled bilinearly to the image. Cost: one forward+backward pass per image."""
 
     name = "grad_cam"
+    backward = True
 
     def __init__(
         self,
@@ -152,6 +153,7 @@ class GradCAM(Explainer):
             index = torch.arange(start, min(start + self.batch_size, batch), device=images.device)
             args = self.forward_args_for(index, batch)
             layer_map, chosen, predicted = self.layer_maps(images[start : start + self.batch_size], part, args)
+            self.advance(len(index))
             maps.append(F.interpolate(layer_map.unsqueeze(1), size=images.shape[2:], mode="bilinear").squeeze(1))
             targets.append(chosen)
             predictions.append(predicted)

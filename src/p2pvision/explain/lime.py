@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from p2pvision.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from p2pvision.explain.base import EXPLAINERS, Attribution, PerturbationExplainer, check_positive
-from p2pvision.regions import Partitioner, SlicPartitioner
+from p2pvision.regions import Partitioner
 from p2pvision.removal import Removal, TokenDropping
 
 
@@ -26,29 +26,35 @@ class LIME(PerturbationExplainer):
     (``alpha``) of the target probability on the on/off pattern; the scores are its coefficients.
 
     Defaults follow Agarwal & Nguyen: SLIC with 50 segments and compactness 30 (their sigma 3 smoothing is not a
-    parameter of this project's SLIC), 500 samples, kernel width 0.25. Cost: ``num_samples`` evaluations per image.
+    parameter of this project's SLIC), kernel width 0.25, but 200 samples; their 500 are the ``paper`` preset.
+    Cost: ``num_samples`` evaluations per image, and one for the target.
     """
 
     name = "lime"
     default_value = "prob"
+    default_partition = {"name": "slic", "n_segments": 50, "compactness": 30.0}
+    presets = {"paper": {"num_samples": 500, "partition": {"name": "slic", "n_segments": 50, "compactness": 30.0}}}
 
     def __init__(
         self,
         model: nn.Module,
         removal: Removal | TokenDropping | str = "mean",
         partitioner: Partitioner | None = None,
-        num_samples: PositiveInt = 500,
+        num_samples: PositiveInt = 200,
         kernel_width: PositiveFloat = 0.25,
         alpha: NonNegativeFloat = 1.0,
         seed: NonNegativeInt = 0,
         value: str | None = None,
         batch_size: PositiveInt = 64,
     ) -> None:
-        super().__init__(model, removal, partitioner or SlicPartitioner(50, 30.0), value, batch_size)
+        super().__init__(model, removal, partitioner, value, batch_size)
         self.num_samples = check_positive("num_samples", num_samples)
         self.kernel_width = check_positive("kernel_width", kernel_width, float)
         self.alpha = float(alpha)
         self.seed = int(seed)
+
+    def planned_evaluations(self, num_players: int, height: int, width: int) -> int:
+        return self.num_samples + 1
 
     def _attribute(self, images: Tensor, regions: Tensor, target: int | Tensor | None) -> Attribution:
         game = self.game(images, regions, target)

@@ -39,9 +39,15 @@ class MoXI(PerturbationExplainer):
     or ``count`` with ``early_stop``), the i-th gets ``L - i``, the rest 0. ``extra``: ``count`` (B,), the step at
     which the model's top-1 class first equalled the target (insertion) or first differed from it (deletion),
     -1 if never; ``curve`` (B,K), the value after each step.
+
+    Cost: 1 + |N|(|N|+1)/2 evaluations per image for a full order (fewer with ``early_stop``). Defaults: a 7 x 7
+    grid (1,226 evaluations at most) with early stopping; the ``paper`` preset: the full order on 14 x 14 patches
+    (19,307 evaluations).
     """
 
     name = "moxi"
+    default_partition = {"name": "grid", "grid": 7}
+    presets = {"paper": {"early_stop": False, "partition": {"name": "grid", "grid": 14}}}
 
     def __init__(
         self,
@@ -49,13 +55,21 @@ class MoXI(PerturbationExplainer):
         removal: Removal | TokenDropping | str = "mean",
         partitioner: Partitioner | None = None,
         mode: str = "insertion",
-        early_stop: bool = False,
+        early_stop: bool = True,
         value: str | None = None,
         batch_size: PositiveInt = 64,
     ) -> None:
         super().__init__(model, removal, partitioner, value, batch_size)
         self.mode = _check_mode(mode)
         self.early_stop = bool(early_stop)
+
+    def planned_evaluations(self, num_players: int, height: int, width: int) -> int:
+        """The target's pass and |N| + (|N| - 1) + ... + 1 candidates; an upper bound with ``early_stop``."""
+        return 1 + num_players * (num_players + 1) // 2
+
+    @property
+    def stops_early(self) -> bool:
+        return self.early_stop
 
     def _attribute(self, images: Tensor, regions: Tensor, target: int | Tensor | None) -> Attribution:
         game = self.game(images, regions, target)
@@ -107,9 +121,11 @@ class MoXI(PerturbationExplainer):
 @EXPLAINERS.register()
 class MoXIMinus(PerturbationExplainer):
     """MoXI(-): rank players once by their self-context Shapley value ``f({b}) - f(∅)`` (insertion) or their
-    full-context one ``f(N) - f(N \\ {b})`` (deletion), ignoring interactions; |N| + 1 evaluations."""
+    full-context one ``f(N) - f(N \\ {b})`` (deletion), ignoring interactions; |N| + 1 evaluations, and one for the
+    target (|N| + 2 per image). Default and ``paper`` preset: 14 x 14 patches."""
 
     name = "moxi_minus"
+    presets = {"paper": {"partition": {"name": "grid", "grid": 14}}}
 
     def __init__(
         self,
@@ -122,6 +138,9 @@ class MoXIMinus(PerturbationExplainer):
     ) -> None:
         super().__init__(model, removal, partitioner, value, batch_size)
         self.mode = _check_mode(mode)
+
+    def planned_evaluations(self, num_players: int, height: int, width: int) -> int:
+        return num_players + 2
 
     def _attribute(self, images: Tensor, regions: Tensor, target: int | Tensor | None) -> Attribution:
         game = self.game(images, regions, target)

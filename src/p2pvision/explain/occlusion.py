@@ -32,11 +32,14 @@ class SlidingPatch(PerturbationExplainer):
     ``f(x) - f(x without the window)`` (target probability by default, as in Agarwal & Nguyen). A pixel's value
     is the mean score of the windows covering it; player scores are the region means of that map.
 
-    Defaults are the reference's 41 px patches with stride 3 (3,844 windows at 224 px, one evaluation each).
+    Cost: one evaluation per window, one for the full image and one for the target. Defaults: the reference's
+    41 px patches every 16 px (169 windows at 224 px); the ``paper`` preset: every 3 px (3,844 windows), as
+    Agarwal & Nguyen.
     """
 
     name = "sliding_patch"
     default_value = "prob"
+    presets = {"paper": {"patch": 41, "stride": 3}}
 
     def __init__(
         self,
@@ -44,13 +47,17 @@ class SlidingPatch(PerturbationExplainer):
         removal: Removal | TokenDropping | str = "mean",
         partitioner: Partitioner | None = None,
         patch: PositiveInt = 41,
-        stride: PositiveInt = 3,
+        stride: PositiveInt = 16,
         value: str | None = None,
         batch_size: PositiveInt = 64,
     ) -> None:
         super().__init__(model, removal, partitioner, value, batch_size)
         self.patch = check_positive("patch", patch)
         self.stride = check_positive("stride", stride)
+
+    def planned_evaluations(self, num_players: int, height: int, width: int) -> int:
+        rows, columns = window_starts(height, self.patch, self.stride), window_starts(width, self.patch, self.stride)
+        return len(rows) * len(columns) + 2
 
     def _attribute(self, images: Tensor, regions: Tensor, target: int | Tensor | None) -> Attribution:
         game = self.game(images, regions, target)

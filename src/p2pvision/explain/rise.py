@@ -27,18 +27,20 @@ class RISE(PerturbationExplainer):
     """``num_masks`` binary ``cells`` x ``cells`` grids (each cell kept with ``keep_probability``) are upsampled
     bilinearly to ``(cells + 1)`` cell sizes, shifted at random by up to one cell and cropped to the image; the map
     is ``sum_i f(x with mask i) * mask_i / (num_masks * keep_probability)`` with ``f`` the target probability by
-    default. Defaults are the paper's (4000 masks, 7 x 7 cells, p = 0.5). Cost: ``num_masks`` evaluations per image.
+    default. Defaults are the paper's 7 x 7 cells and p = 0.5, but 250 masks; its 4000 are the ``paper`` preset.
+    Cost: ``num_masks`` evaluations per image, and one for the target.
     """
 
     name = "rise"
     default_value = "prob"
+    presets = {"paper": {"num_masks": 4000}}
 
     def __init__(
         self,
         model: nn.Module,
         removal: Removal | TokenDropping | str = "mean",
         partitioner: Partitioner | None = None,
-        num_masks: PositiveInt = 4000,
+        num_masks: PositiveInt = 250,
         cells: PositiveInt = 7,
         keep_probability: Fraction = 0.5,
         seed: NonNegativeInt = 0,
@@ -52,6 +54,9 @@ class RISE(PerturbationExplainer):
             raise ConfigError(f"keep_probability must be in (0, 1], got {keep_probability!r}")
         self.keep_probability = float(keep_probability)
         self.seed = int(seed)
+
+    def planned_evaluations(self, num_players: int, height: int, width: int) -> int:
+        return self.num_masks + 1
 
     def masks(self, height: int, width: int, device: torch.device, chunk: int = 256) -> Iterator[Tensor]:
         """The soft masks in [0, 1], ``chunk`` at a time (n, H, W): the same ones for any chunk size."""

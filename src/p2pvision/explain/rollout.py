@@ -124,6 +124,7 @@ class AttentionRollout(Explainer):
                 index = torch.arange(start, min(start + self.batch_size, images.shape[0]), device=images.device)
                 with recorded_attention(vit) as attentions:
                     logits = self.model(images[index], *self.forward_args_for(index, images.shape[0]))
+                self.advance(len(index))
                 rolled = rollout(attentions, self.head_fusion, self.discard_ratio)
                 patches = rolled[:, 0, vit.num_prefix_tokens :].reshape(-1, 1, grid[0], grid[1])
                 maps.append(F.interpolate(patches, size=images.shape[2:], mode="nearest-exact").squeeze(1))
