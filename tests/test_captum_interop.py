@@ -63,10 +63,15 @@ def test_captum_layer_and_perturbation_methods_as_explainers(images: torch.Tenso
         make_explainer("captum", model, attribution="IntegratedGradiants")
     with pytest.raises(
         ConfigError,
-        match="unknown option n_step of Captum's IntegratedGradients \\(did you mean 'n_steps'\\?\\); known: baselines",
+        match="n_step: got 3; not an option of Captum's IntegratedGradients \\(did you mean 'n_steps'\\?\\); known: "
+        "baselines",
     ):
         make_explainer("captum", model, n_step=3)
-    with pytest.raises(ConfigError, match="target: given to explain"):
+    with pytest.raises(ConfigError, match="n_steps: got -2; must be an integer >= 1"):
+        make_explainer("captum", model, n_steps=-2)
+    with pytest.raises(ConfigError, match="multiply_by_inputs: got 'yes'; must be true or false"):
+        make_explainer("captum", model, multiply_by_inputs="yes")
+    with pytest.raises(ConfigError, match="target: got 3; given to explain"):
         make_explainer("captum", model, target=3)
     with pytest.raises(ConfigError, match="attributes to a layer: give layer="):
         make_explainer("captum", model, attribution="LayerGradCam")

@@ -168,10 +168,13 @@ def _check_params(explainer: str, params: dict[str, Any]) -> None:
         return  # the method class names the explainers
     cls = EXPLAINERS.get(explainer)
     parameters = inspect.signature(cls).parameters.values()
-    # an explainer with **options (captum: the Captum method's own options) checks those keys itself when built
+    # an explainer with **options (captum: the Captum method's own options) checks those keys itself
     open_keys = [key for key in params if key not in EXPLAINERS.parameters(explainer)] if any(
         parameter.kind is parameter.VAR_KEYWORD for parameter in parameters) else []  # fmt: skip
     check_arguments(cls, params, skip=("model", "partitioner"), extra=("partition", *open_keys))
+    problem = cls.option_problem(params) if open_keys or "attribution" in params else None
+    if problem is not None:
+        raise error_at(problem[0], problem[1], problem[2])
     if "partition" in params:
         if not isinstance(params["partition"], dict):
             raise error_at("partition", params["partition"], "must be a mapping, e.g. {name: grid, grid: 8}")

@@ -136,6 +136,14 @@ class Explainer(ABC):
         # told the number of model evaluations as they happen (e.g. a progress bar's update); not a setting
         self.progress: Callable[[int], None] | None = None
 
+    @classmethod
+    def option_problem(cls, options: dict[str, Any]) -> tuple[str, Any, str] | None:
+        """For a method taking open keyword ``options`` (``**options``: e.g. Captum's own), the first that cannot
+        work as ``(key, value, what is allowed)``, checked without a model (configs are checked on load); None if
+        all can. Methods whose settings are all named parameters have nothing to add: their annotations are
+        checked."""
+        return None
+
     def advance(self, evaluations: int) -> None:
         """Report ``evaluations`` model evaluations just made to :attr:`progress`."""
         if self.progress is not None and evaluations:

@@ -50,6 +50,11 @@ _ONE_PASS = ("Saliency", "InputXGradient", "GuidedBackprop", "Deconvolution", "L
              "LayerGradientXActivation")  # fmt: skip
 _TWO_PASSES = ("GuidedGradCam", "DeepLift")
 _STEPS = ("IntegratedGradients", "InternalInfluence")
+# Options of ``attribute`` that count something (steps, samples, images per pass): integers >= 1.
+_COUNTS = ("n_steps", "n_samples", "internal_batch_size", "perturbations_per_eval", "nt_samples",
+           "nt_samples_batch_size")  # fmt: skip
+# What explain() gives Captum itself.
+_GIVEN = ("inputs", "target", "additional_forward_args")
 
 
 def _captum_attr() -> Any:
@@ -130,20 +135,12 @@ class CaptumExplainer(Explainer):
         self.seed = int(seed)
         self.options = {key: tuple(value) if isinstance(value, list) else value for key, value in options.items()}
         init = inspect.signature(self.cls.__init__).parameters
-        attribute = inspect.signature(self.cls.attribute).parameters
         self.init_options = {key: value for key, value in self.options.items() if key in init and key not in _OWN}
         self.attribute_options = {key: value for key, value in self.options.items() if key not in self.init_options}
-        reserved = sorted(set(self.attribute_options) & {"inputs", "target", "additional_forward_args"})
-        unknown = sorted(set(self.attribute_options) - set(attribute) - set(reserved))
-        if reserved:
-            raise ConfigError(f"{', '.join(reserved)}: given to explain() (target=..., additional_forward_args=...), "
-                              f"not as options of Captum's {attribution}")  # fmt: skip
-        if unknown:
-            known = sorted({*init, *attribute} - {*_OWN, "inputs", "target", "additional_forward_args", "kwargs"})
-            close = difflib.get_close_matches(unknown[0], known, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ConfigError(f"unknown option {', '.join(unknown)} of Captum's {attribution}{hint}; known: "
-                              f"{', '.join(known)}")  # fmt: skip
+        problem = self.option_problem({"attribution": attribution, **options})
+        if problem is not None:
+            key, value, allowed = problem
+            raise ConfigError(f"{key}: got {value!r}; {allowed}")
         missing = [
             name
             for name, parameter in init.items()
@@ -172,9 +169,41 @@ class CaptumExplainer(Explainer):
             except AttributeError as error:
                 raise ConfigError(f"model has no layer {layer!r}: {error}") from None
         self.layer = layer
-        self.takes_feature_mask = "feature_mask" in attribute
+        self.takes_feature_mask = "feature_mask" in inspect.signature(self.cls.attribute).parameters
         # the timing probe runs a backward pass for gradient methods
         self.backward = not issubclass(self.cls, _captum_attr().PerturbationAttribution)
+
+    @classmethod
+    def option_problem(cls, options: dict[str, Any]) -> tuple[str, Any, str] | None:
+        """The first of Captum's options in ``options`` that cannot work (see :meth:`Explainer.option_problem`): an
+        unknown attribution class or option name, an argument that explain() gives, a count (``n_steps``...) that is
+        not an integer >= 1, or text where Captum's default is a number or a switch."""
+        attribution = options.get("attribution", "IntegratedGradients")
+        try:
+            method = _attribution_class(attribution)
+        except ConfigError as error:
+            return "attribution", attribution, str(error)
+        own = set(inspect.signature(cls).parameters)
+        init = inspect.signature(method.__init__).parameters
+        attribute = inspect.signature(method.attribute).parameters
+        known = sorted({*init, *attribute} - {*_OWN, *_GIVEN, "kwargs"})
+        for key, value in options.items():
+            if key in own:
+                continue
+            if key in _GIVEN:
+                return key, value, "given to explain() (target=..., additional_forward_args=...), not as an option"
+            if key in _OWN or (key not in init and key not in attribute):
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                return key, value, f"not an option of Captum's {attribution}{hint}; known: {', '.join(known)}"
+            default = (init[key] if key in init else attribute[key]).default
+            if key in _COUNTS and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                return key, value, "must be an integer >= 1"
+            if isinstance(default, bool) and not isinstance(value, bool):
+                return key, value, "must be true or false"
+            if type(default) in (int, float) and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                return key, value, "must be a number"
+        return None
 
     def _option(self, key: str) -> Any:
         """An option of ``attribute`` as given, else Captum's default."""
