@@ -30,6 +30,7 @@ from p2pvision.explanation import Explanation  # noqa: E402
 
 FORMATS = ("png", "pdf", "svg")
 PRINT_DPI = 300
+RANKED = ("moxi",)  # methods whose scores are ranks in their greedy order, not values
 _PANEL_INCHES = 2.6
 
 
@@ -88,6 +89,8 @@ def draw_explanation(axis: plt.Axes, image: Tensor, explanation: Explanation, in
         values = explanation.pixel_map[index].detach().cpu().float().numpy()
         value = explanation.params.get("value")
         cmap, norm, label = _map_and_norm(values, value if isinstance(value, str) else None)
+        if explanation.method in RANKED:
+            label = "greedy order (chosen first = highest)"
         shown = axis.imshow(values, cmap=cmap, norm=norm, alpha=alpha)
         bar = axis.figure.colorbar(shown, ax=axis, orientation="horizontal", fraction=0.05, pad=0.03)
         bar.set_label(label, fontsize=7)
