@@ -27,9 +27,8 @@ class RISE(PerturbationExplainer):
     """``num_masks`` binary ``cells`` x ``cells`` grids (each cell kept with ``keep_probability``) are upsampled
     bilinearly to ``(cells + 1)`` cell sizes, shifted at random by up to one cell and cropped to the image; the map
     is ``sum_i f(x with mask i) * mask_i / (num_masks * keep_probability)`` with ``f`` the target probability by
-    default. Defaults are the paper's 7 x 7 cells and p = 0.5, but 250 masks; its 4000 are the ``paper`` preset.
-    Cost: ``num_masks`` evaluations per image, and one for the target.
-    """
+    default. Defaults: the paper's 7 x 7 cells and p = 0.5, but 250 masks (its 4000: the ``paper`` preset). Cost:
+    ``num_masks`` evaluations per image, and one for the target."""
 
     name = "rise"
     default_value = "prob"
