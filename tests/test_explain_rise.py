@@ -86,3 +86,12 @@ def test_rise_is_listed_by_the_cli_and_runs_in_the_benchmark_and_its_report(tmp_
     cell = next(cell for cell in results["cells"] if cell["method"] == "rise_map")
     assert cell["values"]["evaluations"] == 8 + 1 and "rise_deletion_auc" in cell["values"]
     assert "rise_map" in (tmp_path / "out" / "report.html").read_text()
+
+
+def test_rise_is_one_file_of_at_most_80_lines() -> None:
+    """Adding an explainer takes one file (issue 11's demonstration): RISE stays within 80 lines."""
+    from pathlib import Path
+
+    import p2pvision.explain.rise as module
+
+    assert len(Path(module.__file__).read_text().splitlines()) <= 80
