@@ -120,8 +120,10 @@ def test_explain_says_how_to_make_a_slow_method_cheaper(tmp_path: Path, photos: 
     options = ["--method", "moxi,lime", "--grid", "3", "--param", "early_stop=false", "--param", "num_samples=20"]
     assert run(["explain", str(photos[0]), *options, *common]) == 0
     printed = capsys.readouterr().out
-    assert "moxi: more than 0 s per image here; cheaper: --param early_stop=true, a coarser --grid" in printed
+    assert ("moxi: more than 0 s per image here; cheaper: --param early_stop=true, a coarser --grid or fewer "
+            "--superpixels (now 9 players; MoXI costs their square)") in printed
     assert "lime: more than 0 s per image here; cheaper: fewer --param num_samples (now 20)" in printed
+    assert "num_samples (now 20), a coarser" not in printed  # LIME's cost does not depend on its players
 
 
 def test_explain_preset_paper_and_what_overrides_it(tmp_path: Path, photos: list[Path]) -> None:

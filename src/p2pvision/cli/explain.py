@@ -371,20 +371,28 @@ def announce_cost(explainer: Any, image: Any, regions: Any) -> None:
     print(f"{name}: {amount} model evaluations{kind} per image (about {seconds:.0f} s here{early}; {each:.3f} s "
           f"each in a timing probe of {count} image{'s' if count != 1 else ''})")  # fmt: skip
     if seconds > SLOW_SECONDS:
-        print(f"{name}: more than {SLOW_SECONDS:.0f} s per image here; cheaper: {_cheaper(explainer)}")
+        cheaper = _cheaper(explainer, int(regions.max()) + 1, image.shape[2], image.shape[3])
+        print(f"{name}: more than {SLOW_SECONDS:.0f} s per image here; cheaper: {cheaper}")
 
 
-def _cheaper(explainer: Any) -> str:
-    """How to make ``explainer`` cheaper from the command line: its cost settings and its players."""
-    from p2pvision.explain import PerturbationExplainer
+def _cheaper(explainer: Any, players: int, height: int, width: int) -> str:
+    """How to make ``explainer`` cheaper from the command line: its cost settings, its players where its cost
+    depends on them, and one thread on a busy machine."""
+    import os
+
+    import torch
 
     params = explainer.params
     ways = [f"{how} --param {key} (now {params[key]})" for key, how in _CHEAPER.items() if key in params]
     if params.get("early_stop") is False:
         ways.append("--param early_stop=true")
-    if isinstance(explainer, PerturbationExplainer):
-        ways.append("a coarser --grid (MoXI's cost grows with the square of the players)" if "early_stop" in params
-                    else "a coarser --grid or fewer --superpixels")  # fmt: skip
+    fewer = explainer.planned_evaluations(max(1, players // 4), height, width)
+    if fewer is not None and fewer < explainer.planned_evaluations(players, height, width):
+        ways.append(f"a coarser --grid or fewer --superpixels (now {players} players"
+                    f"{'; MoXI costs their square' if 'early_stop' in params else ''})")  # fmt: skip
+    if torch.get_num_threads() > 1 and hasattr(os, "getloadavg"):
+        ways.append(f"on a busy machine (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores) one thread, "
+                    "OMP_NUM_THREADS=1, can be several times faster")  # fmt: skip
     return ", ".join(ways)
 
 
