@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -16,7 +15,7 @@ from p2pvision.explain.occlusion import window_starts
 from p2pvision.models.backbones import create_classifier
 from p2pvision.regions import GridPartitioner, partition_batch
 from p2pvision.removal import BlackFill, TeleaInpaint
-from p2pvision.report.overlays import explanation_overlay
+from p2pvision.report.explanation_figures import explanation_figure
 
 
 class WeightedRed(nn.Module):
@@ -113,9 +112,11 @@ def test_results_serialise_and_render() -> None:
     assert first["cost"]["evaluations"] == 1 + 4 + 3 + 2 + 1
     assert first["params"]["removal"] == {"name": "black"} and first["params"]["partition"]["name"] == "grid"
     assert first["target_name"] == model.class_names[first["target"]]
-    picture = explanation_overlay(result, images, 1, model.class_names, boundaries=True)
-    assert picture.size == (32 * 2 + 4, 32 + 14)
-    assert np.asarray(picture).std() > 0
+    figure = explanation_figure(images, [result], 1, model.class_names, boundaries=True)
+    panels = [axis for axis in figure.axes if axis.get_title()]
+    assert len(panels) == 2 and panels[1].get_title().startswith("moxi")  # the input and the method's map
+    assert panels[1].images[1].get_array().shape == (32, 32)  # the map over the image, at its size
+    figure.clear()
 
 
 def test_registry() -> None:
