@@ -218,7 +218,7 @@ def test_checkpoint_round_trip_and_clear_errors(model, batch, tmp_path):
         with pytest.raises(WeightsError, match=fragment) as info:
             load_p2p(folder)
         assert "\n" not in str(info.value)
-    with pytest.raises(WeightsError, match="expected a folder with config.json"):
+    with pytest.raises(WeightsError, match="does not exist: name a folder with config.json"):
         load_p2p(tmp_path / "nowhere")
 
 
