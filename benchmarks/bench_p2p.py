@@ -1,23 +1,36 @@
 """P2P speed and search cost, each as a ratio against a reference measured in the same run.
 
-1. Training img/s of P2P (selector + masking + classifier, forward + backward + step) vs the classifier alone.
-2. Inference img/s of the plain classifier vs P2P with the dynamic-tau search (hard masks).
-3. Head + classifier evaluations per image: the search that re-runs only undecided images vs the plain grid
-   search (every tau for every image), and bisection with its agreement rate with the grid search.
+1. Inference, timed as a user calls it: ``model.explain(images)`` (regions computed inside) with each tau search
+   method, against one plain forward pass of the model's classifier on the same images. The model is the untouched
+   checkpoint (nothing below trains it before); the arms alternate within each of ``--rounds`` rounds (order
+   rotated every round); min and median over rounds, /proc/loadavg before each round.
+2. Search cost and agreement on the test images: head + classifier evaluations per image of each search method,
+   and the share of images where it picks the same tau (and the same class) as ``method="grid"``, the exhaustive
+   reference.
+3. Training throughput of P2P (selector + masking + classifier, forward + backward + step) against the classifier
+   alone, on a copy of the model (the checkpoint itself is never updated).
 
-With ``--checkpoint`` a trained model is measured on the built-in test images of its experiment (meaningful
-search costs); without, an untrained model of the demo config is used (speed only).
+With ``--checkpoint`` a trained model is measured on the built-in test images of its experiment (meaningful search
+costs); without, an untrained model of the demo config. ``--sizes`` adds image sizes: at a size other than the
+model's, an untrained model of the same settings at that size is timed on resized test images (speed only: an
+untrained model is rarely certain, so its search walks the whole grid).
 
-    python benchmarks/bench_p2p.py --checkpoint results/demo/run/model --images 256
+    python benchmarks/bench_p2p.py --checkpoint results/demo/run/model --images 256 --sizes 64 128 224
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import dataclasses
 import json
+import statistics
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from p2pvision.models.p2p import P2PModel, load_p2p
 from p2pvision.models.p2p.checkpoint import read_checkpoint_config
@@ -25,13 +38,103 @@ from p2pvision.regions.partition import make_partitioner
 from p2pvision.train.data import build_stage
 from p2pvision.train.experiment import experiment_from_dict, load_experiment
 
+METHODS = ("grid", "bisection")
 
-def timed(function, repeats: int) -> float:
-    function()  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        function()
-    return (time.perf_counter() - start) / repeats
+
+def load_average() -> float:
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except OSError:
+        return float("nan")
+
+
+def interleaved(arms: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+    """Seconds of each arm per round; arms alternate within a round, their order rotated every round."""
+    names = list(arms)
+    for name in names:  # warm-up
+        arms[name]()
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    for number in range(rounds):
+        order = names[number % len(names):] + names[: number % len(names)]
+        for name in order:
+            started = time.perf_counter()
+            arms[name]()
+            seconds[name].append(time.perf_counter() - started)
+    return seconds
+
+
+def inference_table(model: P2PModel, images: torch.Tensor, rounds: int, label: str) -> None:
+    """Print explain (per search method) vs one plain classifier forward on ``images``, interleaved."""
+    model.eval()
+    arms = {"plain classifier forward": lambda: model.classifier(images)}
+    for method in METHODS:
+        arms[f"explain, {method} search"] = lambda method=method: model.explain(images, method=method)
+    loads = [load_average()]
+    with torch.no_grad():
+        seconds = interleaved(arms, rounds)
+    loads.append(load_average())
+    reference = statistics.median(seconds["plain classifier forward"])
+    print(f"\n{label}: batch {len(images)} at {images.shape[-1]} px, {rounds} rounds, load {loads[0]:.2f} -> "
+          f"{loads[1]:.2f}")  # fmt: skip
+    print("| arm | min ms | median ms | median / plain forward |")
+    print("|---|---:|---:|---:|")
+    for name, values in seconds.items():
+        print(f"| {name} | {1e3 * min(values):.1f} | {1e3 * statistics.median(values):.1f} | "
+              f"{statistics.median(values) / reference:.2f} |")  # fmt: skip
+
+
+def search_table(model: P2PModel, images: torch.Tensor, regions: torch.Tensor, batch_size: int) -> dict[str, float]:
+    """Evaluations per image and agreement with the grid search, for every search method, over ``images``."""
+    model.eval()
+    results = {method: [] for method in METHODS}
+    for start in range(0, len(images), batch_size):
+        part = slice(start, start + batch_size)
+        for method in METHODS:
+            results[method].append(model.explain(images[part], regions=regions[part], method=method).cpu())
+    reference_tau = torch.cat([result.extras["tau"] for result in results["grid"]])
+    reference_class = torch.cat([result.predicted for result in results["grid"]])
+    figures: dict[str, float] = {}
+    print(f"\nsearch on {len(images)} test images (delta {model.config.delta})")
+    print("| search | evaluations / image | same tau as grid | same class as grid |")
+    print("|---|---:|---:|---:|")
+    for method, parts in results.items():
+        tau = torch.cat([result.extras["tau"] for result in parts])
+        predicted = torch.cat([result.predicted for result in parts])
+        evaluations = float(torch.cat([result.evaluations for result in parts]).mean())
+        same_tau, same_class = float((tau == reference_tau).float().mean()), float(
+            (predicted == reference_class).float().mean())  # fmt: skip
+        figures.update({f"evals_{method}": evaluations, f"agreement_{method}": same_tau})
+        print(f"| {method} | {evaluations:.2f} | {same_tau:.1%} | {same_class:.1%} |")
+    return figures
+
+
+def training_table(model: P2PModel, images: torch.Tensor, regions: torch.Tensor, labels: torch.Tensor,
+                   rounds: int) -> None:  # fmt: skip
+    """P2P training steps vs classifier-alone steps on a copy of ``model``, interleaved."""
+    trained = copy.deepcopy(model).train()
+    optimiser = torch.optim.Adam(trained.parameters(), 1e-4)
+    classifier_optimiser = torch.optim.Adam(trained.classifier.parameters(), 1e-4)
+
+    def p2p_step() -> None:
+        loss = trained.loss(trained(images, regions, temperature=0.5), labels, 1.0)["loss"]
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+    def classifier_step() -> None:
+        loss = F.cross_entropy(trained.classifier(images), labels)
+        classifier_optimiser.zero_grad()
+        loss.backward()
+        classifier_optimiser.step()
+
+    seconds = interleaved({"P2P step": p2p_step, "classifier step": classifier_step}, rounds)
+    reference = statistics.median(seconds["classifier step"])
+    print(f"\ntraining on a copy of the model, batch {len(images)}, {rounds} rounds, load {load_average():.2f}")
+    print("| arm | min ms | median ms | median / classifier step |")
+    print("|---|---:|---:|---:|")
+    for name, values in seconds.items():
+        print(f"| {name} | {1e3 * min(values):.1f} | {1e3 * statistics.median(values):.1f} | "
+              f"{statistics.median(values) / reference:.2f} |")  # fmt: skip
 
 
 def main() -> None:
@@ -39,9 +142,10 @@ def main() -> None:
     parser.add_argument("--checkpoint", default=None)
     parser.add_argument("--images", type=int, default=256, help="test images for the search measurements")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--sizes", type=int, nargs="*", default=[], help="further image sizes to time (px)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--json", default=None, help="also write the figures to this JSON file")
+    parser.add_argument("--json", default=None, help="also write the search figures to this JSON file")
     args = parser.parse_args()
     device = torch.device(args.device)
 
@@ -52,72 +156,29 @@ def main() -> None:
     else:
         experiment = load_experiment("demo")
         model = P2PModel(experiment.p2p_config(10, [str(i) for i in range(10)])).to(device)
+    model.eval()
     data = build_stage(experiment.data, "test", make_partitioner(**model.config.partition), progress=False)
     count = min(args.images, len(data))
     samples = [data[i] for i in range(count)]
     images = torch.stack([s["image"] for s in samples]).to(device)
     regions = torch.stack([s["regions"] for s in samples]).to(device)
     labels = torch.tensor([s["label"] for s in samples], device=device)
-    batch = slice(0, args.batch_size)
-    figures: dict[str, float] = {}
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"model {'checkpoint ' + args.checkpoint if args.checkpoint else 'untrained (demo config)'}")  # fmt: skip
 
-    # 1. Training throughput.
-    model.train()
-    optimiser = torch.optim.Adam(model.parameters(), 1e-4)
-
-    def p2p_step() -> None:
-        output = model(images[batch], regions[batch], temperature=0.5)
-        loss = model.loss(output, labels[batch], 1.0)["loss"]
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-
-    classifier_optimiser = torch.optim.Adam(model.classifier.parameters(), 1e-4)
-
-    def classifier_step() -> None:
-        loss = torch.nn.functional.cross_entropy(model.classifier(images[batch]), labels[batch])
-        classifier_optimiser.zero_grad()
-        loss.backward()
-        classifier_optimiser.step()
-
-    size = len(images[batch])
-    figures["train_img_s_p2p"] = size / timed(p2p_step, args.repeats)
-    figures["train_img_s_classifier"] = size / timed(classifier_step, args.repeats)
-
-    # 2. Inference throughput (hard masks, dynamic tau) vs the plain classifier.
-    model.eval()
-    with torch.no_grad():
-        figures["infer_img_s_classifier"] = size / timed(lambda: model.classifier(images[batch]), args.repeats)
-    figures["infer_img_s_p2p_dynamic"] = size / timed(
-        lambda: model.search_tau(images[batch], regions[batch]), args.repeats
-    )
-
-    # 3. Evaluations per image: undecided-only grid search, plain grid, bisection.
-    grid = model.search_tau(images, regions)
-    bisection = model.search_tau(images, regions, method="bisection")
-    figures["evals_per_image_search"] = float(grid.evaluations.float().mean())
-    figures["evals_per_image_plain_grid"] = float(len(model.config.tau_grid))
-    figures["evals_per_image_bisection"] = float(bisection.evaluations.float().mean())
-    figures["bisection_agreement"] = float((bisection.tau == grid.tau).float().mean())
-    figures["images"] = count
-
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {size}")
-    print("| measurement | P2P | reference | ratio |")
-    print("|---|---:|---:|---:|")
-    rows = [
-        ("training img/s (P2P vs classifier alone)", "train_img_s_p2p", "train_img_s_classifier"),
-        ("inference img/s (P2P dynamic tau vs plain classifier)", "infer_img_s_p2p_dynamic", "infer_img_s_classifier"),
-        ("evaluations / image (search vs plain grid)", "evals_per_image_search", "evals_per_image_plain_grid"),
-        ("evaluations / image (bisection vs plain grid)", "evals_per_image_bisection", "evals_per_image_plain_grid"),
-    ]
-    for title, ours, reference in rows:
-        print(
-            f"| {title} | {figures[ours]:.1f} | {figures[reference]:.1f} | {figures[ours] / figures[reference]:.3f} |"
-        )
-    print(f"bisection picks the grid search's tau for {figures['bisection_agreement']:.1%} of {count} images")
+    batch = images[: args.batch_size]
+    inference_table(model, batch, args.rounds, f"{model.config.image_size} px (the model's)")
+    figures = search_table(model, images, regions, args.batch_size)
+    for size in args.sizes:
+        if size == model.config.image_size:
+            continue
+        other = P2PModel(dataclasses.replace(model.config, image_size=size, classifier_weights=None,
+                                             selector_weights=None)).to(device)  # fmt: skip
+        resized = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
+        inference_table(other, resized, args.rounds, f"{size} px (untrained model of the same settings)")
+    training_table(model, batch, regions[: args.batch_size], labels[: args.batch_size], args.rounds)
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(figures, handle, indent=2)
+        Path(args.json).write_text(json.dumps({**figures, "images": count}, indent=2))
 
 
 if __name__ == "__main__":
