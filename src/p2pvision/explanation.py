@@ -213,7 +213,8 @@ class Explanation:
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the explanation (all tensors, CPU) as one safetensors file; :meth:`load` reads it back."""
         path = Path(path)
-        tensors = {name: value.detach().cpu().clone() for name, value in self.tensors().items()}  # no shared memory
+        # own, contiguous memory: safetensors refuses views (e.g. P2P embeddings sliced from the head output)
+        tensors = {name: value.detach().cpu().contiguous().clone() for name, value in self.tensors().items()}
         meta = {"method": self.method, "params": self.params, "seconds": self.seconds,
                 "forward_seconds": self.forward_seconds, "removal_seconds": self.removal_seconds}  # fmt: skip
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from p2pvision.cli.arguments import Parser
 from p2pvision.cli.benchmark import add_benchmark_command
 from p2pvision.cli.data import add_data_command
 from p2pvision.cli.explain import add_explain_command
+from p2pvision.cli.explore import add_explore_command
 from p2pvision.cli.inputs import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_TERMINATED
 from p2pvision.cli.inv import add_inv_commands
 from p2pvision.cli.label import add_label_commands
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_benchmark_command(commands)
     add_inv_commands(commands)
     add_label_commands(commands)
+    add_explore_command(commands)
     add_checkpoint_commands(commands)
     return parser
 
