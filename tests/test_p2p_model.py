@@ -9,6 +9,7 @@ import torch
 from p2pvision.errors import ConfigError, WeightsError
 from p2pvision.models.p2p import P2PConfig, P2PModel, load_p2p, save_p2p
 from p2pvision.models.p2p.model import RegionOutputs, relaxed_bernoulli, straight_through
+from p2pvision.models.p2p.search import MaskEvaluator
 from p2pvision.regions import make_partitioner, partition_batch
 
 TINY = dict(
@@ -116,55 +117,88 @@ def test_removed_regions_are_black_and_kept_pixels_untouched(model, batch):
     assert torch.equal(masked[keep], images[keep]) and (masked[~keep] == 0).all()
 
 
-def _plain_grid_search(model, images, regions, delta):
-    """Reference: evaluate every tau for every image, then take the smallest certain one."""
+@pytest.fixture(scope="module")
+def varied():
+    """A tiny model whose masks change with tau: random head weights instead of the zero-initialised FiLM."""
+    torch.manual_seed(3)
+    varied = P2PModel(P2PConfig(**TINY))
+    with torch.no_grad():
+        for parameter in [*varied.selector.film.parameters(), varied.selector.out.weight]:
+            parameter.normal_(0, 0.5)
+        varied.selector.conv[1].running_mean.normal_(0, 0.1)
+        varied.selector.conv[1].running_var.uniform_(0.5, 2)
+        classifier_head = [m for m in varied.classifier.modules() if isinstance(m, torch.nn.Linear)][-1]
+        classifier_head.weight.normal_(0, 1)  # confident enough that some images become 0.84-certain
+    return varied.eval()
+
+
+def test_the_cached_head_gives_the_region_outputs_of_the_full_head(varied):
+    generator = torch.Generator().manual_seed(4)
+    images = torch.rand(5, 3, 40, 36, generator=generator)  # not a multiple of the feature stride
+    regions = partition_batch(images, make_partitioner("slic", n_segments=12))  # irregular, with empty slots
+    features = varied.selector.features(images)
+    query = varied.prepare_query(images, regions)
+    for value in (0.05, 0.35, 1.0):
+        tau = torch.full((5,), value)
+        full, cached = varied.region_outputs(features, regions, tau), varied.query_outputs(query, tau)
+        assert torch.allclose(cached.logits, full.logits, atol=1e-5)
+        assert torch.allclose(cached.embeddings, full.embeddings, atol=1e-5)
+        assert torch.allclose(cached.expected_kept, full.expected_kept, atol=1e-6)
+    assert (query.areas == 0).any() and (cached.logits[query.areas == 0] == 0).all()
+    with pytest.raises(RuntimeError, match="eval mode"):
+        varied.train().prepare_query(images, regions)
+    varied.eval()
+
+
+def _plain_walk(model, images, regions, delta):
+    """Reference: classify every image at every tau with the full head; the smallest certain tau, and the
+    classifier passes a walk up the grid needs when it classifies only masks that changed."""
     features = model.selector.features(images)
-    per_tau = []
+    certain, masks, logits = [], [], []
     for value in model.config.tau_grid:
-        logits, _ = model.classify_at(features, images, regions, torch.full((len(images),), value))
-        per_tau.append(logits.softmax(-1).amax(-1) >= delta)
-    certain = torch.stack(per_tau, 1)
-    first = torch.where(certain.any(1), certain.float().argmax(1), torch.tensor(len(per_tau) - 1))
-    return torch.tensor(model.config.tau_grid)[first], first + 1
+        scores, outputs = model.classify_at(features, images, regions, torch.full((len(images),), value))
+        certain.append(scores.softmax(-1).amax(-1) >= delta)
+        masks.append((outputs.logits > 0) & (outputs.areas > 0))
+        logits.append(scores)
+    certain, masks, logits = torch.stack(certain, 1), torch.stack(masks, 1), torch.stack(logits, 1)
+    first = torch.where(certain.any(1), certain.float().argmax(1), torch.tensor(len(model.config.tau_grid) - 1))
+    changes = torch.cat([torch.ones(len(images), 1, dtype=torch.bool), (masks[:, 1:] != masks[:, :-1]).any(-1)], 1)
+    passes = torch.stack([changes[i, : first[i] + 1].sum() for i in range(len(images))])
+    return torch.tensor(model.config.tau_grid)[first], logits[torch.arange(len(images)), first], passes
 
 
-def test_grid_search_picks_the_plain_grid_answer_evaluating_only_undecided_images(model, batch, monkeypatch):
+def test_grid_search_is_the_plain_grid_answer_classifying_only_changed_masks(varied, batch, monkeypatch):
     images, regions = batch
-    features = model.selector.features(images)
-    confidence = torch.stack(
-        [
-            model.classify_at(features, images, regions, torch.full((6,), t))[0].softmax(-1).amax(-1)
-            for t in model.config.tau_grid
-        ]
-    )
-    delta = float(confidence.quantile(0.5))  # certain for some (image, tau) pairs, not for others
-    expected_tau, expected_evaluations = _plain_grid_search(model, images, regions, delta)
-    sizes = []
-    original = P2PModel.classify_at
+    delta = 0.84  # 4 of the 6 images become certain (at tau 0.65-0.7), 2 never do
+    expected_tau, expected_logits, expected_passes = _plain_walk(varied, images, regions, delta)
+    assert (expected_tau < 1).sum() == 4 and 1 < expected_passes.max() < len(varied.config.tau_grid)
+    passes = []
+    original = P2PModel.classify_regions
     monkeypatch.setattr(
-        P2PModel, "classify_at", lambda self, f, x, r, t: sizes.append(len(x)) or original(self, f, x, r, t)
+        P2PModel, "classify_regions", lambda self, x, r, m: passes.append(len(x)) or original(self, x, r, m)
     )
-    result = model.search_tau(images, regions, delta=delta)
+    result = varied.search_tau(images, regions, delta=delta)
     assert torch.equal(result.tau, expected_tau)
-    assert torch.equal(result.evaluations, expected_evaluations)
-    assert sizes == sorted(sizes, reverse=True) and sum(sizes) == int(expected_evaluations.sum())
+    assert torch.allclose(result.logits, expected_logits, atol=1e-5)  # the classifier's output at the chosen tau
+    assert torch.equal(result.evaluations, expected_passes) and sum(passes) == int(expected_passes.sum())
 
 
 def test_bisection_agrees_when_certainty_grows_with_tau(model, batch, monkeypatch):
     images, regions = batch
     thresholds = torch.tensor([0.05, 0.3, 0.55, 0.8, 1.0, 2.0])  # image i is certain from tau >= thresholds[i]
+    asked = []
 
-    def fake_classify(self, features, x, r, tau):
-        rows = torch.cdist(x.flatten(1), images.flatten(1)).argmin(1)
-        certain = tau >= thresholds[rows] - 1e-9
-        logits = torch.where(certain[:, None], torch.tensor([10.0, 0, 0, 0]), torch.zeros(4))
-        return logits, self.region_outputs(features, r, tau)
+    def fake_classify(evaluator, rows, points):
+        asked.append(len(rows))
+        certain = evaluator.grid[points] >= thresholds[rows] - 1e-6
+        evaluator.confidence[rows, points] = torch.where(certain, 1.0, 0.5)
+        evaluator.evaluations[rows] += 1
 
-    monkeypatch.setattr(P2PModel, "classify_at", fake_classify)
+    monkeypatch.setattr(MaskEvaluator, "_classify", fake_classify)
     grid = model.search_tau(images, regions, delta=0.9)
     bisection = model.search_tau(images, regions, delta=0.9, method="bisection")
     assert grid.tau.tolist() == pytest.approx([0.05, 0.3, 0.55, 0.8, 1.0, 1.0])
-    assert torch.equal(bisection.tau, grid.tau) and torch.equal(bisection.logits, grid.logits)
+    assert torch.equal(bisection.tau, grid.tau)
     assert bisection.evaluations.max() <= math.ceil(math.log2(20)) + 1 < grid.evaluations.max()
 
 
@@ -210,7 +244,7 @@ def test_checkpoint_round_trip_and_clear_errors(model, batch, tmp_path):
     meta = json.loads((folder / "config.json").read_text())
     for change, fragment in [
         ({"format_version": 99}, "format version 99"),
-        ({"format": "something"}, "describes format 'something', not 'p2pvision-p2p'"),
+        ({"format": "something"}, "describes format 'something', not 'p2pvision'"),
         ({"config": {**meta["config"], "classifier": "test_efficientnet"}}, "do not fit the architecture"),
         ({"config": {**meta["config"], "num_classes": 7, "class_names": None}}, "do not fit the architecture"),
     ]:

@@ -25,20 +25,19 @@ from p2pvision.explanation import Explanation, check_images, order_from_scores, 
 from p2pvision.game import classify_masked, masked_inputs
 from p2pvision.models.backbones import create_classifier
 from p2pvision.models.p2p.config import P2PConfig
+from p2pvision.models.p2p.search import (
+    SEARCH_METHODS,
+    MaskEvaluator,
+    RegionOutputs,
+    SearchResult,
+    TauQuery,
+    bisection_search,
+    grid_search,
+)
 from p2pvision.models.p2p.selector import Selector
 from p2pvision.regions.ops import region_areas, region_mean, region_to_pixel
 from p2pvision.regions.partition import make_partitioner, partition_batch
 from p2pvision.removal import TokenDropping, make_removal
-
-
-@dataclass
-class RegionOutputs:
-    """Selector outputs aggregated over regions for one tau per image."""
-
-    logits: Tensor  # (B, K) region selection logits mu (0 in empty slots)
-    embeddings: Tensor  # (B, K, D) region embeddings e (0 in empty slots)
-    areas: Tensor  # (B, K) pixel counts
-    expected_kept: Tensor  # (B,) p_bar: area-weighted mean of sigmoid(mu)
 
 
 @dataclass
@@ -49,17 +48,6 @@ class P2POutput:
     masks: Tensor  # (B, S, K) region masks in [0, 1]
     regions: RegionOutputs
     tau: Tensor  # (B,)
-
-
-@dataclass
-class SearchResult:
-    """Outcome of the tau search: per image the chosen tau, its class logits, region logits and cost."""
-
-    tau: Tensor  # (B,)
-    logits: Tensor  # (B, C)
-    region_logits: Tensor  # (B, K)
-    embeddings: Tensor  # (B, K, D)
-    evaluations: Tensor  # (B,) head + classifier evaluations spent on each image
 
 
 def relaxed_bernoulli(logits: Tensor, temperature: float, generator: torch.Generator | None = None) -> Tensor:
@@ -192,10 +180,28 @@ class P2PModel(nn.Module):
     def classify_at(
         self, features: Tensor, images: Tensor, regions: Tensor, tau: Tensor
     ) -> tuple[Tensor, RegionOutputs]:
-        """Class logits with hard masks (keep ``mu > 0``) at budgets ``tau`` (B,)."""
+        """Class logits with hard masks (keep ``mu > 0``) at budgets ``tau`` (B,), running the head at image size."""
         outputs = self.region_outputs(features, regions, tau)
         masks = ((outputs.logits > 0) & (outputs.areas > 0)).to(images.dtype)[:, None]
         return self.classify_regions(images, regions, masks), outputs
+
+    @torch.no_grad()
+    def prepare_query(self, images: Tensor, regions: Tensor) -> TauQuery:
+        """Run the selector backbone and the head's tau-free part once (eval mode), for :meth:`query_outputs`."""
+        features = self.selector.features(images)
+        areas = region_areas(regions, self.config.max_regions)
+        return TauQuery(images, regions, self.selector.head_cache(features, regions, self.config.max_regions), areas)
+
+    @torch.no_grad()
+    def query_outputs(self, query: TauQuery, tau: Tensor) -> RegionOutputs:
+        """Region outputs at budgets ``tau`` (B,) from the cached head: the values of :meth:`region_outputs` up to
+        rounding, at a small fraction of its cost (see :meth:`Selector.region_head`)."""
+        per_region = self.selector.region_head(query.head, tau)
+        areas = query.areas.to(per_region.dtype)
+        logits = per_region[..., 0]
+        pixels = query.regions.shape[-2] * query.regions.shape[-1]
+        expected = (torch.sigmoid(logits) * areas).sum(-1) / pixels
+        return RegionOutputs(logits, per_region[..., 1:], areas, expected)
 
     @torch.no_grad()
     def search_tau(
@@ -212,77 +218,22 @@ class P2PModel(nn.Module):
         search, same answer as evaluating every tau). ``"bisection"`` halves the grid interval per step,
         assuming certainty grows with tau: about log2(len(grid)) evaluations per image instead of up to
         len(grid). Images that are never certain get the largest tau. In fixed-tau mode no search is done.
+
+        Both run the head through its cache (:meth:`prepare_query`) and run the classifier on an image only when
+        its mask differs from the last mask classified for it (the same input gives the same logits), so
+        ``evaluations`` counts classifier passes per image.
         """
         delta = self.config.delta if delta is None else delta
         if self.config.tau_mode == "fixed":
             grid = (self.config.fixed_tau,)
         else:
             grid = self.config.tau_grid if grid is None else tuple(sorted(grid))
-        features = self.selector.features(images)
+        if method not in SEARCH_METHODS:
+            raise ValueError(f"unknown tau search method '{method}': use one of {', '.join(SEARCH_METHODS)}")
+        evaluator = MaskEvaluator(self, self.prepare_query(images, regions), grid)
         if method == "grid" or len(grid) == 1:
-            return self._grid_search(features, images, regions, delta, grid)
-        if method == "bisection":
-            return self._bisection_search(features, images, regions, delta, grid)
-        raise ValueError(f"unknown tau search method '{method}': use 'grid' or 'bisection'")
-
-    def _empty_result(self, images: Tensor, grid: tuple[float, ...]) -> SearchResult:
-        batch, device = len(images), images.device
-        slots, dim = self.config.max_regions, self.config.embedding_dim
-        return SearchResult(
-            tau=torch.full((batch,), grid[-1], device=device),
-            logits=torch.zeros(batch, self.config.num_classes, device=device),
-            region_logits=torch.zeros(batch, slots, device=device),
-            embeddings=torch.zeros(batch, slots, dim, device=device),
-            evaluations=torch.zeros(batch, dtype=torch.long, device=device),
-        )
-
-    def _record(self, result: SearchResult, index: Tensor, tau: Tensor, logits: Tensor, outputs: RegionOutputs) -> None:
-        result.tau[index] = tau
-        result.logits[index] = logits.to(result.logits.dtype)
-        result.region_logits[index] = outputs.logits.to(result.region_logits.dtype)
-        result.embeddings[index] = outputs.embeddings.to(result.embeddings.dtype)
-        result.evaluations[index] += 1
-
-    def _grid_search(self, features, images, regions, delta, grid) -> SearchResult:
-        result = self._empty_result(images, grid)
-        pending = torch.arange(len(images), device=images.device)
-        for value in grid:
-            tau = torch.full((len(pending),), value, device=images.device)
-            logits, outputs = self.classify_at(features[pending], images[pending], regions[pending], tau)
-            self._record(result, pending, tau, logits, outputs)
-            certain = logits.softmax(-1).amax(-1) >= delta
-            pending = pending[~certain]
-            if len(pending) == 0:
-                break
-        return result
-
-    def _bisection_search(self, features, images, regions, delta, grid) -> SearchResult:
-        result = self._empty_result(images, grid)
-        values = torch.tensor(grid, device=images.device)
-        batch = len(images)
-        low = torch.zeros(batch, dtype=torch.long, device=images.device)  # first index that may be certain
-        high = torch.full((batch,), len(grid) - 1, device=images.device)  # an index known (or assumed) to be the answer
-        best_found = torch.zeros(batch, dtype=torch.bool, device=images.device)
-        while True:
-            pending = torch.nonzero(low < high).flatten()
-            if len(pending) == 0:
-                break
-            middle = (low[pending] + high[pending]) // 2
-            logits, outputs = self.classify_at(features[pending], images[pending], regions[pending], values[middle])
-            certain = logits.softmax(-1).amax(-1) >= delta
-            high[pending] = torch.where(certain, middle, high[pending])
-            low[pending] = torch.where(certain, low[pending], middle + 1)
-            certain_index = pending[certain]
-            self._record(result, certain_index, values[middle][certain], logits[certain], _select(outputs, certain))
-            result.evaluations[pending[~certain]] += 1
-            best_found[certain_index] = True
-        # Images never certain: their answer is the largest tau, evaluated once more if it was not yet.
-        missing = torch.nonzero(~best_found).flatten()
-        if len(missing):
-            tau = values[low[missing]]
-            logits, outputs = self.classify_at(features[missing], images[missing], regions[missing], tau)
-            self._record(result, missing, tau, logits, outputs)
-        return result
+            return grid_search(evaluator, delta)
+        return bisection_search(evaluator, delta)
 
     @torch.no_grad()
     def explain(
@@ -352,12 +303,6 @@ class P2PModel(nn.Module):
                 "correlation": region_correlation(search.embeddings.float(), self.config.jitter),
             },
         )
-
-
-def _select(outputs: RegionOutputs, rows: Tensor) -> RegionOutputs:
-    return RegionOutputs(
-        outputs.logits[rows], outputs.embeddings[rows], outputs.areas[rows], outputs.expected_kept[rows]
-    )
 
 
 def region_correlation(embeddings: Tensor, jitter: float) -> Tensor:

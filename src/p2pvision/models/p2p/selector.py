@@ -8,11 +8,20 @@ so searching over tau at inference re-runs the head alone.
 tau conditioning: the reference adds tau as a scalar input to the final 1x1 convolutions, which a prototype
 found to have almost no effect on the masks. Here tau enters three ways: as an extra input channel of both
 head convolutions and through a FiLM layer (per-channel scale and shift computed from tau) between them.
+
+Fast tau search (:meth:`Selector.head_cache`, :meth:`Selector.region_head`): in eval mode the head's tau-free work
+is done once per image. The tau channel is constant over the pixels, so the 3x3 convolution of (features, tau)
+is ``conv(features, 0) + tau * conv(0, 1)``; BatchNorm with running statistics, ReLU and FiLM are per pixel; the
+last 1x1 convolution, the bilinear upsampling to the image and the mean over each region are all linear with
+weights summing to one, so they commute. Per-region outputs at any tau are then ``W P relu(hidden(tau)) + w tau +
+b`` with ``P`` (B, K, h*w) the region mean of the upsampling, computed once: each new tau costs a few element-wise
+operations at feature resolution and one small matrix product instead of a head at image resolution.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, cast, runtime_checkable
 
 import torch
@@ -21,6 +30,7 @@ from torch import Tensor, nn
 
 from p2pvision.errors import ConfigError
 from p2pvision.models.backbones import create_classifier
+from p2pvision.regions.ops import region_areas
 
 
 @runtime_checkable
@@ -53,6 +63,48 @@ class TauFiLM(nn.Module):
 
 def _with_tau(x: Tensor, tau: Tensor) -> Tensor:
     return torch.cat([x, tau.view(-1, 1, 1, 1).expand(-1, 1, *x.shape[2:])], dim=1)
+
+
+@dataclass
+class HeadCache:
+    """The tau-free part of the selector head for a batch of images (see :meth:`Selector.head_cache`)."""
+
+    conv_features: Tensor  # (B, C, h, w): the head's 3x3 convolution of the features with a zero tau channel
+    conv_tau: Tensor  # (1, C, h, w): the same convolution of a constant-one tau channel alone
+    pooling: Tensor  # (B, K, h*w): the mean over each region of the bilinear upsampling of each feature cell
+    present: Tensor  # (B, K): 1 for regions with pixels, 0 for empty slots
+
+    def subset(self, index: Tensor) -> HeadCache:
+        """The cache of the images ``index``."""
+        return HeadCache(self.conv_features[index], self.conv_tau, self.pooling[index], self.present[index])
+
+
+def _upsampling_taps(size: int, source: int, device: torch.device) -> tuple[Tensor, Tensor]:
+    """For each of ``size`` output positions, the (at most two) source positions of bilinear upsampling from
+    ``source`` positions (``align_corners=False``, as :func:`F.interpolate`) and their weights: (size, 2) each."""
+    identity = torch.eye(source, device=device).view(source, 1, source, 1)
+    dense = F.interpolate(identity, size=(size, 1), mode="bilinear", align_corners=False)[:, 0, :, 0].T
+    weights, indices = dense.topk(min(2, source), dim=1)
+    return indices, weights
+
+
+def region_pooling(regions: Tensor, num_regions: int, height: int, width: int, chunk: int = 16) -> Tensor:
+    """``P`` (B, K, height*width): ``P[b, k]`` is the mean over region k's pixels of the bilinear upsampling weights
+    of each cell of a ``height x width`` map, so that ``P @ x`` equals the region mean of ``x`` upsampled to the
+    image (for any x). Scattered from the two taps per axis of every pixel, ``chunk`` images at a time."""
+    batch, image_height, image_width = regions.shape
+    row_index, row_weight = _upsampling_taps(image_height, height, regions.device)
+    col_index, col_weight = _upsampling_taps(image_width, width, regions.device)
+    cell = (row_index[:, None, :, None] * width + col_index[None, :, None, :]).flatten(2)  # (H, W, 4)
+    weight = (row_weight[:, None, :, None] * col_weight[None, :, None, :]).flatten(2)
+    cells = height * width
+    pooled = torch.zeros(batch, num_regions * cells, device=regions.device)
+    for start in range(0, batch, chunk):
+        labels = regions[start : start + chunk]
+        index = (labels[..., None] * cells + cell).flatten(1)
+        pooled[start : start + chunk].scatter_add_(1, index, weight.flatten().expand(len(labels), -1))
+    areas = region_areas(regions, num_regions).clamp_min(1).to(pooled.dtype)
+    return pooled.view(batch, num_regions, cells) / areas[..., None]
 
 
 class Selector(nn.Module):
@@ -105,3 +157,30 @@ class Selector(nn.Module):
         hidden = self.film(self.conv(_with_tau(features, tau)), tau)
         out = self.out(_with_tau(torch.relu(hidden), tau))
         return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+
+    def head_cache(self, features: Tensor, regions: Tensor, num_regions: int) -> HeadCache:
+        """The tau-free work of the head on ``features`` (B, C, h, w) for region maps ``regions`` (B, H, W), done once
+        so that :meth:`region_head` evaluates any tau cheaply (eval mode only: BatchNorm must use running stats)."""
+        if self.training:
+            raise RuntimeError("the cached selector head needs eval mode (BatchNorm with running statistics)")
+        convolution = cast(nn.Conv2d, self.conv[0])
+        weight = convolution.weight
+        channels = features.shape[1]
+        conv_features = F.conv2d(features, weight[:, :channels], padding=1)
+        ones = features.new_ones(1, 1, *features.shape[2:])
+        conv_tau = F.conv2d(ones, weight[:, channels:], padding=1)
+        pooling = region_pooling(regions, num_regions, *features.shape[2:]).to(features.dtype)
+        present = (region_areas(regions, num_regions) > 0).to(features.dtype)
+        return HeadCache(conv_features, conv_tau, pooling, present)
+
+    def region_head(self, cache: HeadCache, tau: Tensor) -> Tensor:
+        """Per-region head outputs (B, K, 1 + embedding_dim) at budgets ``tau`` (B,): equal (up to rounding) to the
+        region mean of :meth:`head` at the image size; 0 in empty slots."""
+        tau = tau.to(cache.conv_features.dtype)
+        hidden = self.conv[1:](cache.conv_features + tau.view(-1, 1, 1, 1) * cache.conv_tau)  # BatchNorm, ReLU
+        hidden = torch.relu(self.film(hidden, tau))
+        pooled = torch.bmm(cache.pooling, hidden.flatten(2).transpose(1, 2))  # (B, K, C)
+        weight = self.out.weight[:, :, 0, 0]
+        bias = cast(Tensor, self.out.bias)
+        constant = tau[:, None] * weight[:, -1] + bias  # the tau input channel and the bias: same at every pixel
+        return (pooled @ weight[:, :-1].T + constant[:, None, :]) * cache.present[..., None]

@@ -1,0 +1,158 @@
+"""The per-image tau search of P2P inference: which budget tau each image is classified at.
+
+The spec's rule: per image, the smallest tau on a grid whose hard-mask prediction is delta-certain (top class
+probability >= delta), else the largest tau. The searches here differ only in which (image, grid point) pairs
+they classify; a :class:`MaskEvaluator` does the classifying for all of them:
+
+- the selector backbone and the tau-free part of the head run once per image (:class:`TauQuery`), so a grid point
+  costs the small cached head plus, at most, one classifier pass;
+- the classifier runs on an image only when its hard mask differs from the last mask classified for it (the same
+  input gives the same logits): along a walk up the grid many neighbouring taus keep the same regions;
+- every classified (image, point) is remembered, so a search never pays twice for a point, and the returned
+  prediction is always the classifier's output at the returned tau.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import Tensor
+
+from p2pvision.models.p2p.config import P2PConfig
+from p2pvision.models.p2p.selector import HeadCache
+
+SEARCH_METHODS = ("grid", "bisection")
+
+
+@dataclass
+class RegionOutputs:
+    """Selector outputs aggregated over regions for one tau per image."""
+
+    logits: Tensor  # (B, K) region selection logits mu (0 in empty slots)
+    embeddings: Tensor  # (B, K, D) region embeddings e (0 in empty slots)
+    areas: Tensor  # (B, K) pixel counts
+    expected_kept: Tensor  # (B,) p_bar: area-weighted mean of sigmoid(mu)
+
+
+@dataclass
+class TauQuery:
+    """A batch prepared for classification at any tau: images, region maps, the cached head and region areas."""
+
+    images: Tensor  # (B, 3, H, W)
+    regions: Tensor  # (B, H, W)
+    head: HeadCache
+    areas: Tensor  # (B, K)
+
+    def subset(self, index: Tensor) -> TauQuery:
+        """The query of the images ``index``."""
+        return TauQuery(self.images[index], self.regions[index], self.head.subset(index), self.areas[index])
+
+
+@dataclass
+class SearchResult:
+    """Outcome of the tau search: per image the chosen tau, its class logits, region logits and cost."""
+
+    tau: Tensor  # (B,)
+    logits: Tensor  # (B, C)
+    region_logits: Tensor  # (B, K)
+    embeddings: Tensor  # (B, K, D)
+    evaluations: Tensor  # (B,) classifier passes spent on each image
+
+
+class SearchModel(Protocol):
+    """What a search needs of a P2P model."""
+
+    config: P2PConfig
+
+    def query_outputs(self, query: TauQuery, tau: Tensor) -> RegionOutputs: ...
+
+    def classify_regions(self, images: Tensor, regions: Tensor, masks: Tensor) -> Tensor: ...
+
+
+class MaskEvaluator:
+    """Classifies images at grid points with hard masks, skipping unchanged masks and remembering every answer."""
+
+    def __init__(self, model: SearchModel, query: TauQuery, grid: tuple[float, ...]) -> None:
+        self.model, self.query = model, query
+        device = query.images.device
+        self.grid = torch.tensor(grid, device=device, dtype=torch.float32)
+        batch, slots = query.areas.shape
+        self.confidence = torch.full((batch, len(grid)), float("nan"), device=device)  # top class probability
+        self.logits = torch.zeros(batch, len(grid), model.config.num_classes, device=device)
+        self.evaluations = torch.zeros(batch, dtype=torch.long, device=device)
+        self._last_mask = torch.zeros(batch, slots, dtype=torch.bool, device=device)
+        self._last_logits = torch.zeros(batch, model.config.num_classes, device=device)
+        self._classified = torch.zeros(batch, dtype=torch.bool, device=device)
+
+    @property
+    def size(self) -> int:
+        return len(self.query.areas)
+
+    def masks(self, rows: Tensor, points: Tensor) -> Tensor:
+        """Hard masks (len(rows), K) of images ``rows`` at grid indices ``points`` (the cached head only)."""
+        outputs = self.model.query_outputs(self.query.subset(rows), self.grid[points])
+        return (outputs.logits > 0) & (outputs.areas > 0)
+
+    def confidences(self, rows: Tensor, points: Tensor) -> Tensor:
+        """Top class probability of images ``rows`` at grid indices ``points`` (classifying where not yet known)."""
+        unknown = torch.isnan(self.confidence[rows, points])
+        if unknown.any():
+            self._classify(rows[unknown], points[unknown])
+        return self.confidence[rows, points]
+
+    def _classify(self, rows: Tensor, points: Tensor) -> None:
+        masks = self.masks(rows, points)
+        changed = ~self._classified[rows] | (masks != self._last_mask[rows]).any(1)
+        if changed.any():
+            new = rows[changed]
+            images, regions = self.query.images[new], self.query.regions[new]
+            logits = self.model.classify_regions(images, regions, masks[changed].to(images.dtype)[:, None])
+            self._last_logits[new] = logits.float()
+            self._last_mask[new] = masks[changed]
+            self._classified[new] = True
+            self.evaluations[new] += 1
+        self.logits[rows, points] = self._last_logits[rows]
+        self.confidence[rows, points] = self._last_logits[rows].softmax(-1).amax(-1)
+
+    def result(self, points: Tensor) -> SearchResult:
+        """The search's answer: every image at its grid index ``points`` (B,), classified there if it was not."""
+        everyone = torch.arange(self.size, device=points.device)
+        self.confidences(everyone, points)
+        outputs = self.model.query_outputs(self.query, self.grid[points])
+        return SearchResult(
+            tau=self.grid[points],
+            logits=self.logits[everyone, points],
+            region_logits=outputs.logits.float(),
+            embeddings=outputs.embeddings.float(),
+            evaluations=self.evaluations,
+        )
+
+
+def grid_search(evaluator: MaskEvaluator, delta: float) -> SearchResult:
+    """Walk up the grid; stop for an image at its first delta-certain point (the spec's search, the reference)."""
+    points = torch.full((evaluator.size,), len(evaluator.grid) - 1, device=evaluator.grid.device)
+    pending = torch.arange(evaluator.size, device=evaluator.grid.device)
+    for index in range(len(evaluator.grid)):
+        certain = evaluator.confidences(pending, torch.full_like(pending, index)) >= delta
+        points[pending[certain]] = index
+        pending = pending[~certain]
+        if len(pending) == 0:
+            break
+    return evaluator.result(points)
+
+
+def bisection_search(evaluator: MaskEvaluator, delta: float) -> SearchResult:
+    """Halve the grid interval per step, assuming certainty grows with tau (about log2(grid) points per image)."""
+    device = evaluator.grid.device
+    low = torch.zeros(evaluator.size, dtype=torch.long, device=device)  # first index that may be certain
+    high = torch.full((evaluator.size,), len(evaluator.grid) - 1, device=device)  # the answer if none below is
+    while True:
+        pending = torch.nonzero(low < high).flatten()
+        if len(pending) == 0:
+            return evaluator.result(high)
+        middle = (low[pending] + high[pending]) // 2
+        certain = evaluator.confidences(pending, middle) >= delta
+        high[pending] = torch.where(certain, middle, high[pending])
+        low[pending] = torch.where(certain, low[pending], middle + 1)
