@@ -18,7 +18,7 @@ from PIL import Image
 from p2pvision.cli import main
 from p2pvision.explanation import Explanation
 from p2pvision.explore.server import MAX_UPLOAD
-from p2pvision.explore.session import Explorer, download_stem
+from p2pvision.explore.session import Explorer, download_stem, image_inputs
 from p2pvision.models.p2p import save_p2p
 
 INJECTED = "<img src=x onerror=window.pwned=1>.png"
@@ -161,6 +161,18 @@ def test_the_http_api_answers_refuses_and_downloads(model, explorer: Explorer) -
         for method in result:
             status, _, picture = call(url, "GET", method["url"])
             assert status == 200 and Image.open(io.BytesIO(picture)).size == (32, 32)
+
+
+def test_a_folder_is_listed_as_an_image_folder_data_set(tmp_path: Path) -> None:
+    write_images(tmp_path / "set" / "dog", ["c.jpg"])
+    write_images(tmp_path / "set" / "cat", ["b.png", "a.png"])
+    write_images(tmp_path / "set", ["top.png"])
+    (tmp_path / "set" / "notes.txt").write_text("not an image")
+    names = [str(tmp_path / "set"), str(tmp_path / "elsewhere" / "x.png")]
+    paths, shown = image_inputs(names, limit=10)
+    assert shown == ["top.png", "cat/a.png", "cat/b.png", "dog/c.jpg", "x.png"]
+    assert paths[1] == tmp_path / "set" / "cat" / "a.png" and paths[-1] == tmp_path / "elsewhere" / "x.png"
+    assert image_inputs(names, limit=2)[1] == ["top.png", "cat/a.png"]
 
 
 def test_download_names_and_the_commands_errors(model, tmp_path: Path, capsys) -> None:

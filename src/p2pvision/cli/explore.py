@@ -59,8 +59,9 @@ def run_explore(args: argparse.Namespace) -> int:
 
     methods = tuple(EXPLAINERS.resolve(name) for name in (args.method or DEFAULT_METHODS))
     model = load_p2p(args.checkpoint, device=choose_device(args.device))
-    paths = image_inputs(args.images, args.limit)
-    explorer = Explorer(model, paths, methods, title=Path(args.checkpoint).resolve().name)
+    paths, names = image_inputs(args.images, args.limit)
+    title = "/".join(Path(args.checkpoint).resolve().parts[-2:])  # e.g. run/model
+    explorer = Explorer(model, paths, methods, title=title, names=names)
     try:
         server = make_server(explorer, args.host, args.port, quiet=not args.verbose)
     except OSError as exc:

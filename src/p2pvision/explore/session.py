@@ -19,6 +19,7 @@ import threading
 import time
 import unicodedata
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -98,16 +99,18 @@ class Explorer:
     """A P2P model and the images it is explored on (files given at start and uploads), by string id."""
 
     def __init__(
-        self, model: P2PModel, paths: list[Path] | tuple[Path, ...] = (), methods: tuple[str, ...] = DEFAULT_METHODS,
-        title: str = "P2P model",
+        self, model: P2PModel, paths: Sequence[Path] = (), methods: tuple[str, ...] = DEFAULT_METHODS,
+        title: str = "P2P model", names: Sequence[str] | None = None,
     ) -> None:  # fmt: skip
+        """``paths``: image files, loaded when first picked, shown by their ``names`` (default: the file names)."""
         self.model = model.eval()
         self.title = title
         self.methods = tuple(methods)
         self.partitioner = make_partitioner(**model.config.partition)
         self.device = next(model.parameters()).device
-        self.entries: dict[str, Entry] = {str(number): Entry(clean_name(Path(path).name), Path(path))
-                                          for number, path in enumerate(paths)}  # fmt: skip
+        shown = [Path(path).name for path in paths] if names is None else names
+        pairs = enumerate(zip(paths, shown, strict=True))
+        self.entries = {str(number): Entry(clean_name(name), Path(path)) for number, (path, name) in pairs}
         self.uploads: list[str] = []
         self._next = len(self.entries)
         self.lock = threading.RLock()
@@ -341,18 +344,21 @@ class Explorer:
             return result.save(Path(folder) / "explanation.safetensors").read_bytes()
 
 
-def image_inputs(names: list[str] | tuple[str, ...], limit: int) -> list[Path]:
-    """The image files named by ``names``: files as given, folders as their image files and those of their
-    subfolders (an image-folder data set: one folder per class), sorted; at most ``limit`` in all."""
+def image_inputs(names: Sequence[str], limit: int) -> tuple[list[Path], list[str]]:
+    """The image files named by ``names`` and how to show them: files as given (by their names), folders as their
+    image files and those of their subfolders (an image-folder data set, one folder per class; shown as
+    ``class/file``), sorted; at most ``limit`` in all."""
     from p2pvision.data.folders import image_files, subfolders
 
     paths: list[Path] = []
+    shown: list[str] = []
     for name in names:
         path = Path(name)
         if path.is_dir():
-            paths.extend(image_files(path))
-            for sub in subfolders(path):
-                paths.extend(image_files(path / sub))
-        else:
-            paths.append(path)  # a file that cannot be used gets its one-line message when it is picked
-    return paths[:limit]
+            found = image_files(path) + [file for sub in subfolders(path) for file in image_files(path / sub)]
+            paths.extend(found)
+            shown.extend(str(file.relative_to(path)) for file in found)
+        else:  # a file that cannot be used gets its one-line message when it is picked
+            paths.append(path)
+            shown.append(path.name)
+    return paths[:limit], shown[:limit]

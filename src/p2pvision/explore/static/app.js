@@ -74,7 +74,7 @@
     svg.replaceChildren();
     node(svg, "line", { x1: 30, y1: 180, x2: 310, y2: 180, stroke: "#888" });
     node(svg, "line", { x1: 30, y1: 10, x2: 30, y2: 180, stroke: "#888" });
-    node(svg, "text", { x: 300, y: 195 }, xLabel);
+    node(svg, "text", { x: 240, y: 193, "text-anchor": "middle" }, xLabel);
     node(svg, "text", { x: 2, y: 12 }, yLabel);
   }
 
@@ -83,7 +83,9 @@
     axes(svg, "tau", "p");
     const x = (tau) => 30 + 280 * tau;
     const y = (p) => 180 - 170 * p;
-    for (const value of [0, 0.5, 1]) node(svg, "text", { x: x(value) - 6, y: 192 }, value.toFixed(1));
+    for (const value of [0, 0.5, 1]) {
+      node(svg, "text", { x: Math.min(x(value), 302), y: 193, "text-anchor": "middle" }, value.toFixed(1));
+    }
     node(svg, "text", { x: 4, y: y(0.5) + 3 }, "0.5");
     if (state.info.tau_mode !== "fixed") {
       node(svg, "line", { x1: 30, x2: 310, y1: y(state.delta), y2: y(state.delta), stroke: "#e08a00",
@@ -94,7 +96,8 @@
     for (const point of view.curve) {
       const dot = node(svg, "circle", { cx: x(point.tau), cy: y(point.probability), r: 3.5, stroke: "#1a5aa6",
         fill: point.class === shown ? "#1a5aa6" : "#fff" });
-      node(dot, "title", {}, `tau ${point.tau}: ${state.info.classes[point.class]} p = ${point.probability.toFixed(3)}, ` +
+      const name = state.info.classes[point.class];
+      node(dot, "title", {}, `tau ${point.tau}: ${name} p = ${point.probability.toFixed(3)}, ` +
         `kept ${(100 * point.kept_fraction).toFixed(1)}%`);
     }
   }
