@@ -6,7 +6,6 @@ Wired into the main parser with ``add_label_commands(subparsers)``; nothing heav
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import signal
 import sys
 import threading
@@ -46,15 +45,6 @@ def add_label_commands(subparsers: argparse._SubParsersAction) -> None:
     imported.set_defaults(run=run_import)
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -64,6 +54,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from p2pvision.label.server import LabelApp, make_server, server_url
     from p2pvision.label.store import AnswerStore
     from p2pvision.label.tasks import load_tasks
+    from p2pvision.webserver import is_loopback
 
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must lie in 0..65535, got {args.port}")
@@ -82,7 +73,7 @@ def run_serve(args: argparse.Namespace) -> int:
             if threading.current_thread() is threading.main_thread():
                 signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop ends it like Ctrl-C
             print(f"{len(tasks)} cluster maps to label; {store.count()} answers so far in {Path(args.db).resolve()}")
-            if not _is_loopback(args.host):
+            if not is_loopback(args.host):
                 print(f"warning: listening on {args.host}: anyone who can reach this address can submit answers")
             print(f"labelling app: {server_url(server)} (Ctrl-C stops it)", flush=True)
             serving = True
