@@ -6,7 +6,7 @@ exceptions that keep the suite to minutes on 2 CPU cores: training commands get 
 images and epochs: the same code path, smaller), and commands that explain with the default ImageNet model get
 ``--model test_resnet --weights none`` (their 224 px cost is measured in the README's cost table instead).
 ``make demo`` / ``make test`` are the test itself (and tests/test_p2p_cli.py runs the demo job); ``label serve``
-is started, answers a page and is stopped (SIGTERM: it stops cleanly, exit 0).
+and ``explore`` are started, answer a page and are stopped (SIGTERM: they stop cleanly, exit 0).
 """
 
 from __future__ import annotations
@@ -118,8 +118,9 @@ def environment() -> dict[str, str]:
 
 
 def serve_briefly(argv: list[str], workdir: Path) -> None:
-    """Start ``label serve``, fetch its page, stop it with SIGTERM (SIGINT is ignored by processes started in the
-    background by a non-interactive shell, as CI may be): it must answer and exit cleanly."""
+    """Start a server command (``label serve``, ``explore``), fetch its page, stop it with SIGTERM (SIGINT is
+    ignored by processes started in the background by a non-interactive shell, as CI may be): it must answer and
+    exit cleanly."""
     port = "8799"
     process = subprocess.Popen([*argv, "--port", port], cwd=workdir, env=environment(),
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
@@ -169,7 +170,7 @@ def test_the_readme_runs_as_written(workdir: Path) -> None:
             if command.startswith(SKIPPED):
                 continue
             argv = adapted(command)
-            if argv[1:3] == ["label", "serve"]:
+            if argv[1:3] == ["label", "serve"] or argv[1:2] == ["explore"]:
                 serve_briefly(argv, workdir)
                 continue
             result = subprocess.run(argv, cwd=workdir, env=environment(), capture_output=True, text=True,
