@@ -11,6 +11,7 @@ from torch import Tensor, nn
 from p2pvision.explanation import Explanation, order_from_scores, resolve_target
 from p2pvision.models.backbones import ImageClassifier, create_classifier
 from p2pvision.models.p2p.config import P2PConfig
+from p2pvision.models.p2p.hub import P2PHubMixin
 from p2pvision.models.p2p.selector import Selector
 from p2pvision.regions import make_partitioner, partition_batch, region_areas
 from p2pvision.registry import Registry
@@ -64,11 +65,9 @@ def regions_for(images: Tensor, config: P2PConfig, regions: Tensor | None) -> Te
     return regions.to(images.device)
 
 
-class SelectorClassifier(nn.Module):
+class SelectorClassifier(P2PHubMixin, nn.Module):
     """A selector (:func:`make_selector`) and the configured classifier, which sees images masked with the
     configured fill."""
-
-    kind: str
 
     def __init__(self, config: P2PConfig) -> None:
         super().__init__()

@@ -20,6 +20,7 @@ from p2pvision.explanation import Explanation
 from p2pvision.game import classify_masked
 from p2pvision.models.backbones import ImageClassifier, create_classifier
 from p2pvision.models.p2p.config import P2PConfig
+from p2pvision.models.p2p.hub import P2PHubMixin
 from p2pvision.removal import make_removal
 
 
@@ -45,11 +46,15 @@ def even_pixel_mask(height: int, width: int, fraction: float) -> Tensor:
 
 
 @BASELINES.register()
-class PixelMaskClassifier(nn.Module):
+class PixelMaskClassifier(P2PHubMixin, nn.Module):
     """A classifier on images whose pixels outside :func:`even_pixel_mask` (at ``config.fixed_tau``) are removed with
     the configured fill (``config.fill``, black by default, as P2P's)."""
 
     kind = "blackbox_pixel"
+    card_summary = (
+        "A Blackbox-Pixel baseline (p2pvision): a classifier trained on images of which only a fixed, evenly spaced "
+        "share of the pixels is kept; it shows that a kept fraction alone is no interpretability claim."
+    )
     mask: Tensor  # buffer (H, W) bool: the kept pixels
 
     def __init__(self, config: P2PConfig) -> None:

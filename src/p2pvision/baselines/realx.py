@@ -28,6 +28,10 @@ class RealXModel(SelectorClassifier):
     """Selector over regions + evaluator (``classifier``); see the module docstring."""
 
     kind = "realx"
+    card_summary = (
+        "A REAL-X baseline (p2pvision; Jethani et al., AISTATS 2021): an amortised region selector trained with "
+        "REINFORCE against an evaluator classifier that learned on random region masks."
+    )
 
     @property
     def evaluator(self) -> ImageClassifier:

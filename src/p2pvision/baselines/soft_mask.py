@@ -21,6 +21,10 @@ class SoftMaskModel(SelectorClassifier):
     """Selector (per-pixel sigmoid mask) + classifier on the softly masked image."""
 
     kind = "soft_mask"
+    card_summary = (
+        "A soft-mask baseline (p2pvision, COMET-like): a continuous per-pixel mask learned jointly with the "
+        "classifier under a budget on its mean."
+    )
 
     def mask(self, images: Tensor) -> Tensor:
         """The soft mask (B, H, W) in [0, 1]."""

@@ -10,6 +10,10 @@ is normalised. Weights come from
 - a local file (``.safetensors``, ``.pth``, ``.pt``, ``.bin``) in timm's key format, loaded by timm without
   unpickling code (``weights_only``);
 - ``"hub"``: timm's own pretrained weights (needs network access; fails fast offline).
+
+A classifier saves and loads as a p2pvision checkpoint (:mod:`p2pvision.models.hub`): ``save_pretrained(folder)``,
+``ImageClassifier.from_pretrained(folder_or_repo_id)``, ``push_to_hub(repo_id)``; its ``model.safetensors`` is the
+timm network's own state dict, so it also serves as a weights file (``weights=folder/model.safetensors``).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, cast, runtime_checkable
 
 import timm
 import torch
@@ -29,6 +33,8 @@ from torch import nn
 from torchvision.transforms import v2
 
 from p2pvision.errors import WeightsError, path_problem
+from p2pvision.models.hub import HubMixin, M
+from p2pvision.models.weights import config_error
 
 
 @dataclass(frozen=True)
@@ -58,13 +64,19 @@ WEIGHT_PACKAGES: dict[str, WeightPackage] = {
 WEIGHT_FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin")
 
 
-class ImageClassifier(nn.Module):
+class ImageClassifier(HubMixin, nn.Module):
     """A classifier that takes images in [0,1] and normalises them itself.
 
     Attributes: ``model`` (the timm network), ``mean``/``std`` buffers, ``input_size`` (C,H,W) the weights
-    expect, ``crop_pct`` and ``interpolation`` for :meth:`preprocess`, and ``class_names``.
+    expect, ``crop_pct`` and ``interpolation`` for :meth:`preprocess`, ``class_names``, and ``name`` and
+    ``timm_kwargs`` (the timm model it was created as, which saving it needs).
     """
 
+    kind = "classifier"
+    card_summary = (
+        "A timm image classifier wrapped by p2pvision: it takes images in [0, 1] and normalises them itself, and "
+        "p2pvision's explainers and metrics explain it."
+    )
     mean: torch.Tensor  # buffers (1, 3, 1, 1)
     std: torch.Tensor
 
@@ -77,6 +89,8 @@ class ImageClassifier(nn.Module):
         class_names: Sequence[str],
         crop_pct: float = 0.875,
         interpolation: str = "bicubic",
+        name: str | None = None,
+        timm_kwargs: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -86,6 +100,8 @@ class ImageClassifier(nn.Module):
         self.class_names = list(class_names)
         self.crop_pct = crop_pct
         self.interpolation = interpolation
+        self.name = name
+        self.timm_kwargs = dict(timm_kwargs or {})
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
         return (images - self.mean) / self.std
@@ -113,6 +129,44 @@ class ImageClassifier(nn.Module):
             ]
         )
         return transform(image.convert("RGB")).clamp_(0, 1)
+
+    # -- checkpoints (see p2pvision.models.hub) -----------------------------------------------------------------
+    @classmethod
+    def checkpoint_names(cls) -> tuple[str, str]:
+        return "classifier", "'p2pvision train' with train.mode=classifier"
+
+    def weights_module(self) -> nn.Module:
+        return self.model
+
+    def checkpoint_settings(self) -> dict[str, Any]:
+        if self.name is None:
+            raise WeightsError("this classifier has no timm model name, which its checkpoint needs: create it with "
+                               "create_classifier(name, ...)")  # fmt: skip
+        return {"name": self.name, "num_classes": self.num_classes, "class_names": self.class_names,
+                "timm_kwargs": self.timm_kwargs, "input_size": list(self.input_size), "crop_pct": self.crop_pct,
+                "interpolation": self.interpolation, "mean": self.mean.flatten().tolist(),
+                "std": self.std.flatten().tolist()}  # fmt: skip
+
+    @classmethod
+    def from_checkpoint_settings(cls: type[M], settings: Mapping[str, Any], folder: Path) -> M:
+        """The untrained classifier of ``settings``: the timm model, classes and preprocessing (the ones timm gives
+        where a checkpoint of the older format has none)."""
+        if not timm.is_model(str(settings.get("name"))):
+            raise config_error(folder, ValueError(f"unknown timm model {settings.get('name')!r}"))
+        try:
+            classifier = create_classifier(
+                settings["name"], num_classes=settings["num_classes"], class_names=settings["class_names"],
+                **settings.get("timm_kwargs", {}),
+            )  # fmt: skip
+            classifier.input_size = tuple(settings.get("input_size", classifier.input_size))
+            classifier.crop_pct = float(settings.get("crop_pct", classifier.crop_pct))
+            classifier.interpolation = str(settings.get("interpolation", classifier.interpolation))
+            for key in ("mean", "std"):
+                if key in settings:
+                    getattr(classifier, key).copy_(torch.tensor(settings[key]).view(1, -1, 1, 1))
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise config_error(folder, exc) from None
+        return cast(M, classifier)
 
 
 def imagenet_class_names() -> list[str]:
@@ -262,42 +316,18 @@ def create_classifier(
         raise WeightsError(f"{len(class_names)} class names given for a model with {total} classes")
     return ImageClassifier(
         model, config["mean"], config["std"], tuple(config["input_size"]), class_names,
-        crop_pct=config.get("crop_pct", 0.875), interpolation=config.get("interpolation", "bicubic"),
+        crop_pct=config.get("crop_pct", 0.875), interpolation=config.get("interpolation", "bicubic"), name=name,
+        timm_kwargs=timm_kwargs,
     )  # fmt: skip
 
 
-CLASSIFIER_FORMAT = "p2pvision-classifier"
-
-
 def save_classifier(classifier: ImageClassifier, name: str, folder: str | os.PathLike[str]) -> Path:
-    """Write the timm network's weights (``model.safetensors``) and ``config.json`` (name, classes)."""
-    from safetensors.torch import save_file
-
-    from p2pvision.cache import atomic_path, write_json
-
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    state = {key: value.detach().contiguous() for key, value in classifier.model.state_dict().items()}
-    with atomic_path(folder / "model.safetensors") as tmp:
-        save_file(state, str(tmp))
-    info = {"name": name, "num_classes": classifier.num_classes, "class_names": classifier.class_names}
-    write_json(folder / "config.json", {"format": CLASSIFIER_FORMAT, "format_version": 1, **info})
-    return folder
+    """``classifier.save_pretrained(folder)`` for a classifier of the timm model ``name``; returns the folder."""
+    classifier.name = name
+    return classifier.save_pretrained(folder)
 
 
-def load_classifier(folder: str | os.PathLike[str]) -> ImageClassifier:
-    """Load a classifier saved by :func:`save_classifier` (every failure one line; see
-    :mod:`p2pvision.models.weights`)."""
-    from p2pvision.models.weights import check_finite, checkpoint_folder, config_error, read_config
-
-    folder = checkpoint_folder(folder, "classifier", "'p2pvision train' with train.mode=classifier")
-    meta = read_config(folder, CLASSIFIER_FORMAT)
-    if not timm.is_model(str(meta.get("name"))):
-        raise config_error(folder, ValueError(f"unknown timm model {meta.get('name')!r}"))
-    try:
-        classifier = create_classifier(meta["name"], weights=folder / "model.safetensors",
-                                       num_classes=meta["num_classes"], class_names=meta["class_names"])  # fmt: skip
-    except (KeyError, TypeError) as exc:
-        raise config_error(folder, exc) from None
-    check_finite(classifier, folder)
-    return classifier
+def load_classifier(path: str | os.PathLike[str]) -> ImageClassifier:
+    """``ImageClassifier.from_pretrained(path)``: a folder, a file in it or a Hub repository id (every failure one
+    line; see :mod:`p2pvision.models.hub`)."""
+    return ImageClassifier.from_pretrained(path)

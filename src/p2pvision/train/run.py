@@ -12,11 +12,8 @@ import yaml
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 
-from p2pvision.baselines.checkpoint import save_baseline
 from p2pvision.cache import atomic_path, write_json
 from p2pvision.errors import ConfigError
-from p2pvision.models.backbones import save_classifier
-from p2pvision.models.p2p.checkpoint import save_p2p
 from p2pvision.train.baselines import BASELINE_MODES, BaselineLightning
 from p2pvision.train.data import P2PDataModule
 from p2pvision.train.experiment import ExperimentConfig, experiment_from_dict
@@ -112,10 +109,10 @@ def run_training(
 ) -> Path:
     """Train as configured; write logs, epoch checkpoints and the final model under ``out``.
 
-    The final model goes to ``out/model`` (safetensors + config.json) and validation metrics to
-    ``out/metrics.json``. ``resume`` continues from ``out/checkpoints/last.ckpt``; ``continue_from`` instead
-    continues another finished run of the same experiment (a folder; it may have fewer epochs) into ``out``;
-    ``callbacks`` are extra Lightning callbacks.
+    The final model goes to ``out/model`` (``save_pretrained``: safetensors, config.json and a model card with the
+    experiment and the validation metrics) and the validation metrics to ``out/metrics.json``. ``resume``
+    continues from ``out/checkpoints/last.ckpt``; ``continue_from`` instead continues another finished run of the
+    same experiment (a folder; it may have fewer epochs) into ``out``; ``callbacks`` are extra Lightning callbacks.
     """
     out = Path(out)
     train = config.train
@@ -157,10 +154,6 @@ def run_training(
     if trainer.global_rank == 0:
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
         write_json(out / "metrics.json", {"epochs": trainer.current_epoch, "validation": metrics})
-        if isinstance(module, P2PLightning):  # train.mode p2p
-            save_p2p(module.model, out / "model", extra={"experiment": config.to_dict()})
-        elif isinstance(module, BaselineLightning):  # train.mode in BASELINE_MODES
-            save_baseline(module.model, out / "model", extra={"experiment": config.to_dict()})
-        elif isinstance(module, ClassifierLightning):
-            save_classifier(module.model, model_config.classifier, out / "model")
+        if isinstance(module, (P2PLightning, BaselineLightning, ClassifierLightning)):  # every train.mode
+            module.model.save_pretrained(out / "model", experiment=config.to_dict(), metrics={"validation": metrics})
     return out / "model"
