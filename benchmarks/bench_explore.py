@@ -4,7 +4,8 @@ Starts ``p2pvision explore``'s server on a P2P model (by default the default set
 classifier and mobilenetv3_large_100 selector, with untrained weights: the cost does not depend on them; or
 ``--checkpoint``), opens the page in headless Chromium (the system's, as the tests do), and moves the tau slider
 ``--rounds`` times per image. The page itself measures each move, from the slider's input event to the load of the
-new mask image (``#latency``), and reports the server's part (head + classifier + rendering); opening an image
+new mask image (``#latency``), and reports the server's part (head, classifier unless the mask was classified before,
+rendering), apart for moves that ran the classifier and moves that did not; opening an image
 (partition, selector backbone once, the curve over the tau grid) is timed apart. Prints min / median / max with the
 load average and the thread count, and saves a full-page screenshot (after the post-hoc explainers ran).
 
@@ -71,7 +72,9 @@ def measure(url: str, explorer: Explorer, args: argparse.Namespace) -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         sys.exit("system Chromium not found: apt-get install chromium")
-    page_ms, server_ms, open_s = [], [], []
+    page_ms: dict[str, list[int]] = {}
+    server_ms: dict[str, list[int]] = {}
+    open_s: list[float] = []
     rng = np.random.default_rng(0)
     with tempfile.TemporaryDirectory() as profile, sync_playwright() as playwright:
         context = playwright.chromium.launch_persistent_context(profile, executable_path=chromium, headless=True,
@@ -93,17 +96,19 @@ def measure(url: str, explorer: Explorer, args: argparse.Namespace) -> None:
                     tau = f"{rng.integers(5, 100) / 100:g}"
                 page.locator("#tau").fill(tau)
                 expect(overlay).to_have_attribute("data-tau", tau, timeout=60_000)
-                found = re.search(
-                    r"mask updated in (\d+) ms \(head \+ classifier: (\d+) ms\)", page.text_content("#latency") or ""
-                )
-                assert found, page.text_content("#latency")
-                page_ms.append(int(found.group(1)))
-                server_ms.append(int(found.group(2)))
+                text = page.text_content("#latency") or ""
+                found = re.search(r"mask updated in (\d+) ms \(server: (\d+) ms, (head \+ classifier|head only)", text)
+                assert found, text
+                kind = "classifier ran" if found.group(3).startswith("head +") else "head only (mask seen before)"
+                page_ms.setdefault(kind, []).append(int(found.group(1)))
+                server_ms.setdefault(kind, []).append(int(found.group(2)))
                 last = tau
         print(f"opening an image (partition, selector backbone, curve over {len(explorer.grid)} taus, first mask): "
               f"{summary([1000 * s for s in open_s])} ms")  # fmt: skip
-        print(f"slider move -> updated mask on the page, {len(page_ms)} moves: {summary(page_ms)} ms")
-        print(f"  of which head + classifier + mask rendering on the server: {summary(server_ms)} ms")
+        moves = [value for values in page_ms.values() for value in values]
+        print(f"slider move -> updated mask on the page, {len(moves)} moves: {summary(moves)} ms")
+        for kind, values in page_ms.items():
+            print(f"  {kind}, {len(values)} moves: page {summary(values)} ms; server {summary(server_ms[kind])} ms")
         print(f"load after {os.getloadavg()[0]:.2f}")
         page.click("#run-posthoc")
         expect(page.locator("#posthoc figcaption").first).to_be_visible(timeout=300_000)

@@ -36,15 +36,24 @@ def explorer(model, tmp_path: Path) -> Explorer:
 
 
 def test_the_mask_follows_tau_and_delta_picks_the_tau_the_model_searches(model, explorer: Explorer) -> None:
-    calls = []
-    features = model.selector.features
+    calls, classified = [], []
+    features, classify = model.selector.features, model.classify_regions
     model.selector.features = lambda images: calls.append(1) or features(images)  # type: ignore[method-assign]
+
+    def counted(images, regions, masks):
+        classified.append(len(masks))
+        return classify(images, regions, masks)
+
+    model.classify_regions = counted  # type: ignore[method-assign]
     try:
         below, above = explorer.view("0", 0.3), explorer.view("0", 0.7)
-        explorer.view("0", 0.5)
+        again = explorer.view("0", 0.5)
     finally:
-        del model.selector.features
-    assert len(calls) == 1  # the selector backbone ran once; each tau re-ran only the head and the classifier
+        del model.selector.features, model.classify_regions
+    assert len(calls) == 1  # the selector backbone ran once; each tau re-ran only the head (and the classifier)
+    # The classifier ran once per distinct mask: the empty one at 0.3, then the full one in the curve over the grid.
+    assert classified == [1, 1]
+    assert [view["classified"] for view in (below, above, again)] == [True, False, False]
     assert (below["kept_regions"], below["kept_fraction"]) == (0, 0.0)
     assert (above["kept_regions"], above["regions"], above["kept_fraction"]) == (16, 16, 1.0)
     assert explorer.overlay("0", 0) != explorer.overlay("0", 1)

@@ -92,6 +92,7 @@ class Entry:
     curve: list[dict[str, Any]] | None = None
     overlays: OrderedDict[int, bytes] = field(default_factory=OrderedDict)
     maps: dict[str, bytes] = field(default_factory=dict)
+    logits_by_mask: dict[bytes, Tensor] = field(default_factory=dict)  # class logits of each hard mask classified
     posthoc: list[dict[str, Any]] | None = None
 
 
@@ -182,13 +183,13 @@ class Explorer:
 
     # -- P2P at a tau --------------------------------------------------------------------------------------
     def curve(self, image_id: str) -> list[dict[str, Any]]:
-        """Per grid tau (one batched head + classifier run): the predicted class, its probability and the kept
-        share of the pixels."""
+        """Per grid tau (one batched head run, the classifier once per distinct mask): the predicted class, its
+        probability and the kept share of the pixels."""
         with self.lock:
             entry = self.entry(image_id)
             if entry.curve is None:
                 taus = torch.tensor(self.grid, device=self.device)
-                logits, outputs = self._classify(entry, taus)
+                logits, outputs, _ = self._classify(entry, taus)
                 probabilities = logits.float().softmax(-1)
                 kept = self._kept_fraction(entry, outputs.logits, outputs.areas)
                 entry.curve = [
@@ -204,13 +205,26 @@ class Explorer:
         points = self.curve(image_id)
         return next((point["tau"] for point in points if point["probability"] >= delta), points[-1]["tau"])
 
-    def _classify(self, entry: Entry, taus: Tensor) -> tuple[Tensor, Any]:
+    @torch.no_grad()
+    def _classify(self, entry: Entry, taus: Tensor) -> tuple[Tensor, Any, int]:
+        """Class logits (T, C) with hard masks and the region outputs at budgets ``taus`` (T,), as ``classify_at``
+        gives them, and how many masks the classifier ran on: only masks this image has not been classified with
+        yet (the same input gives the same logits), so a slider move that keeps the same regions runs the head
+        alone."""
         assert entry.features is not None and entry.image is not None and entry.regions is not None
         count = len(taus)
         features = entry.features.expand(count, *entry.features.shape[1:])
-        images = entry.image.expand(count, -1, -1, -1)
         regions = entry.regions.expand(count, -1, -1)
-        return self.model.classify_at(features, images, regions, taus)
+        outputs = self.model.region_outputs(features, regions, taus)
+        masks = (outputs.logits > 0) & (outputs.areas > 0)
+        keys = [mask.cpu().numpy().tobytes() for mask in masks]
+        new = list(dict.fromkeys(key for key in keys if key not in entry.logits_by_mask))
+        if new:
+            rows = [keys.index(key) for key in new]
+            images = entry.image.expand(len(rows), -1, -1, -1)
+            logits = self.model.classify_regions(images, regions[: len(rows)], masks[rows].to(images.dtype)[:, None])
+            entry.logits_by_mask.update(zip(new, logits.float()))
+        return torch.stack([entry.logits_by_mask[key] for key in keys]), outputs, len(new)
 
     @staticmethod
     def _kept_fraction(entry: Entry, logits: Tensor, areas: Tensor) -> Tensor:
@@ -219,13 +233,13 @@ class Explorer:
         return (areas * kept).sum(-1).float() / entry.regions[0].numel()
 
     def view(self, image_id: str, tau: float) -> dict[str, Any]:
-        """The prediction at ``tau`` (head + classifier only): class, probability, top classes, kept regions and
-        share, the regions' 2-D embedding (PCA of the embeddings of the present regions), and the id of the
-        rendered mask (:meth:`overlay`)."""
+        """The prediction at ``tau`` (the head, and the classifier unless the mask was classified before): class,
+        probability, top classes, kept regions and share, the regions' 2-D embedding (PCA of the embeddings of the
+        present regions), and the id of the rendered mask (:meth:`overlay`)."""
         with self.lock:
             entry = self.entry(image_id)
             started = time.perf_counter()
-            logits, outputs = self._classify(entry, torch.tensor([float(tau)], device=self.device))
+            logits, outputs, classified = self._classify(entry, torch.tensor([float(tau)], device=self.device))
             probabilities = logits[0].float().softmax(-1)
             areas, region_logits = outputs.areas[0], outputs.logits[0]
             kept = (region_logits > 0) & (areas > 0)
@@ -251,6 +265,7 @@ class Explorer:
                 "embedding": self._embedding(outputs.embeddings[0], region_logits, areas),
                 "overlay": f"/api/overlay/{image_id}/{key}.png",
                 "curve": self.curve(image_id),
+                "classified": classified > 0,  # False: the classifier had seen this mask (its logits were reused)
                 "seconds": time.perf_counter() - started,
             }
 

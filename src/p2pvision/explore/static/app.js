@@ -53,7 +53,8 @@
       overlay.dataset.tau = String(view.tau);
       overlay.dataset.kept = String(view.kept_regions);
       $("latency").textContent = `mask updated in ${Math.round(performance.now() - started)} ms ` +
-        `(head + classifier: ${Math.round(1000 * view.seconds)} ms)`;
+        `(server: ${Math.round(1000 * view.seconds)} ms, ` +
+        `${view.classified ? "head + classifier" : "head only: the classifier had seen this mask"})`;
     };
     overlay.src = view.overlay;
     drawCurve(view);
