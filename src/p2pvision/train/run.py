@@ -155,5 +155,6 @@ def run_training(
         metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
         write_json(out / "metrics.json", {"epochs": trainer.current_epoch, "validation": metrics})
         if isinstance(module, (P2PLightning, BaselineLightning, ClassifierLightning)):  # every train.mode
-            module.model.save_pretrained(out / "model", experiment=config.to_dict(), metrics={"validation": metrics})
+            validation = {key.removeprefix("val/"): value for key, value in metrics.items() if key.startswith("val/")}
+            module.model.save_pretrained(out / "model", experiment=config.to_dict(), metrics={"validation": validation})
     return out / "model"
