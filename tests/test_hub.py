@@ -233,6 +233,10 @@ def test_a_checkpoint_of_another_kind_names_its_loader(tmp_path) -> None:
         load_baseline(p2p)
     with pytest.raises(WeightsError, match="load it with P2PModel.from_pretrained"):
         ImageClassifier.from_pretrained(p2p)
+    meta = json.loads((p2p / "config.json").read_text())
+    (p2p / "config.json").write_text(json.dumps({key: value for key, value in meta.items() if key != "kind"}))
+    with pytest.raises(WeightsError, match="config.json' names no kind of model"):
+        P2PModel.from_pretrained(p2p)
     nameless = create_classifier("test_resnet", num_classes=3)
     nameless.name = None
     with pytest.raises(WeightsError, match="no timm model name"):

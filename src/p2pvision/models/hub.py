@@ -65,6 +65,9 @@ def read_checkpoint(folder: Path) -> dict[str, Any]:
             raise WeightsError(f"'{folder}' has checkpoint format version {meta.get('format_version')}; this "
                                f"p2pvision reads version {FORMAT_VERSION}: use the p2pvision version that wrote it "
                                f"({meta.get('library_version', 'unknown')})")  # fmt: skip
+        if not isinstance(meta.get("kind"), str):
+            raise WeightsError(f"'{folder / CONFIG_FILE}' names no kind of model (p2p, a baseline or classifier): "
+                               "write the checkpoint again")  # fmt: skip
         return meta
     if name not in LEGACY_FORMATS:
         raise WeightsError(f"'{folder / CONFIG_FILE}' describes format {name!r}, not {FORMAT!r} (or an older "
