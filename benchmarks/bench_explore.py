@@ -5,7 +5,8 @@ classifier and mobilenetv3_large_100 selector, with untrained weights: the cost 
 ``--checkpoint``), opens the page in headless Chromium (the system's, as the tests do), and moves the tau slider
 ``--rounds`` times per image. The page itself measures each move, from the slider's input event to the load of the
 new mask image (``#latency``), and reports the server's part (head, classifier unless the mask was classified before,
-rendering), apart for moves that ran the classifier and moves that did not; opening an image
+rendering), apart for moves that ran the classifier and moves that did not (every other move forgets the masks
+classified before, so that both kinds are measured); opening an image
 (partition, selector backbone once, the curve over the tau grid) is timed apart. Prints min / median / max with the
 load average and the thread count, and saves a full-page screenshot (after the post-hoc explainers ran).
 
@@ -90,10 +91,13 @@ def measure(url: str, explorer: Explorer, args: argparse.Namespace) -> None:
             expect(overlay).to_have_attribute("data-tau", re.compile(r"."), timeout=120_000)
             open_s.append(time.perf_counter() - started)
             last = page.get_attribute("#overlay", "data-tau")
-            for _ in range(args.rounds):
+            for move in range(args.rounds):
                 tau = last
                 while tau == last:
                     tau = f"{rng.integers(5, 100) / 100:g}"
+                if move % 2 == 0:  # every other move forgets the masks classified, so the classifier runs
+                    with explorer.lock:
+                        explorer.entries[image["id"]].logits_by_mask.clear()
                 page.locator("#tau").fill(tau)
                 expect(overlay).to_have_attribute("data-tau", tau, timeout=60_000)
                 text = page.text_content("#latency") or ""

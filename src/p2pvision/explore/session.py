@@ -75,7 +75,7 @@ def download_stem(name: str) -> str:
 
 def png_bytes(picture: Image.Image) -> bytes:
     buffer = io.BytesIO()
-    picture.save(buffer, format="PNG")
+    picture.save(buffer, format="PNG", compress_level=1)  # fast: the pictures travel over loopback
     return buffer.getvalue()
 
 
