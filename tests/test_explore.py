@@ -6,6 +6,8 @@ from __future__ import annotations
 import http.client
 import io
 import json
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -191,8 +193,13 @@ def test_download_names_and_the_commands_errors(model, tmp_path: Path, capsys) -
         (["explore", str(tmp_path / "nowhere")], "P2P checkpoint"),
         (["explore", str(checkpoint), str(tmp_path / "missing.png")], "missing.png' does not exist"),
         (["explore", str(checkpoint), "--port", "70000"], "--port: got '70000'"),
-        (["explore", str(checkpoint), "--method", "nonsense"], "nonsense"),
+        (["explore", str(checkpoint), "--method", "grad_cam,moxxi"], "did you mean 'moxi'?"),
     ):
         assert main(argv) == 2, argv
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and message in err[0] and "Traceback" not in err[0], err
+    # Such mistakes are reported before torch loads.
+    argv = ["explore", str(checkpoint), "--method", "moxxi"]
+    runner = f"import sys; from p2pvision.cli import main; print(main({argv!r}), 'torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", runner], capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["2", "False"] and "did you mean 'moxi'?" in result.stderr, result.stderr

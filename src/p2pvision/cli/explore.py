@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from p2pvision.cli.arguments import port, positive_int
-from p2pvision.cli.explain import choose_device, method_names
+from p2pvision.cli.explain import DECLARED_EXPLAINERS, choose_device, method_names
 from p2pvision.cli.inputs import check_checkpoint_exists
 from p2pvision.errors import ConfigError
 
@@ -50,6 +50,9 @@ def run_explore(args: argparse.Namespace) -> int:
     missing = [name for name in args.images if not Path(name).exists() and not Path(name).is_symlink()]
     if missing:
         raise ConfigError(f"image '{missing[0]}' does not exist: name image files or folders of images")
+    if DECLARED_EXPLAINERS.complete:  # method names, from the registry's source: before torch loads
+        for name in args.method or ():
+            DECLARED_EXPLAINERS.resolve(name)
 
     from p2pvision.explain import EXPLAINERS
     from p2pvision.explore.server import make_server
