@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 TEST_STAMP := $(VENV)/.test-installed-stamp
 PIP_FLAGS := --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench docs clean
 
 # tools/fix_torchvision.py: where torchvision's compiled ops cannot load (a CUDA-linked build next to the CPU torch
 # wheel), it adds a small startup fix to the venv so that `import torchvision` works; elsewhere it does nothing.
@@ -35,14 +35,20 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/p2pvision demo
 
+# The documentation site is built with warnings as errors by tests/test_docs.py (which also checks its reference
+# pages and runs its code blocks), so `make test` needs no separate build step.
 test: $(TEST_STAMP)
 	$(BIN)/ruff check src tests benchmarks tools
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
+# The documentation site into site/ (warnings are errors); `$(BIN)/mkdocs serve` previews it while you edit docs/.
+docs: $(TEST_STAMP)
+	HF_HUB_OFFLINE=1 NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_regions.py
 
 clean:
-	rm -rf $(VENV) results build src/*.egg-info .pytest_cache .mypy_cache
+	rm -rf $(VENV) results build site src/*.egg-info .pytest_cache .mypy_cache
