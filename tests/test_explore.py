@@ -78,6 +78,16 @@ def test_the_mask_follows_tau_and_delta_picks_the_tau_the_model_searches(model, 
     assert explorer.tau_for_delta("0", deltas[2]) == curve[0]["tau"]
 
 
+def test_the_least_recently_used_images_are_unloaded(explorer: Explorer, monkeypatch) -> None:
+    monkeypatch.setattr("p2pvision.explore.session.LOADED_KEPT", 1)
+    first = explorer.view("0", 0.7)
+    explorer.view("1", 0.7)
+    assert explorer.entries["0"].features is None and explorer.entries["0"].image is None
+    assert explorer.overlay("0", 0) is None and explorer.entries["1"].features is not None
+    again = explorer.view("0", 0.7)  # read and computed again
+    assert again["probability"] == pytest.approx(first["probability"]) and again["curve"] == first["curve"]
+
+
 def test_embeddings_are_the_principal_components_of_the_present_regions() -> None:
     embeddings = torch.zeros(5, 3)
     embeddings[:4] = torch.tensor([[1.0, 0, 0], [-1, 0, 0], [0, 0.5, 0], [0, -0.5, 0]])
@@ -134,6 +144,9 @@ def test_the_http_api_answers_refuses_and_downloads(model, explorer: Explorer) -
             assert status == code and message in json.loads(body)["error"], path
         status, _, body = call(url, "GET", "/", headers={"Host": "attacker.example:80"})
         assert status == 403
+        status, _, body = call(url, "GET", "/api/posthoc/0", headers={"Sec-Fetch-Site": "cross-site"})
+        assert status == 403 and "its own page only" in json.loads(body)["error"]
+        assert explorer.entries["0"].posthoc is None  # no work done for another site's page
 
         status, _, body = call(url, "POST", f"/api/images?name={quote(INJECTED)}", png(), {"Content-Type": "image/png"})
         added = json.loads(body)

@@ -4,7 +4,8 @@ strict security posture, so that each app only adds its routes.
 - Every response carries :data:`SECURITY_HEADERS`: a Content-Security-Policy that allows only this origin's own
   files (no inline script, no CDN), ``nosniff``, no referrer, no framing.
 - On a loopback address only loopback ``Host`` names are served (no DNS rebinding); a request with an ``Origin``
-  must come from this server's own origin (:meth:`SafeHandler.same_origin`).
+  must come from this server's own origin (:meth:`SafeHandler.same_origin`); :meth:`SafeHandler.from_another_site`
+  tells requests that another site's page sent.
 - Every connection has a read/write timeout (:data:`TIMEOUT`); at most :data:`MAX_CONNECTIONS` are served at once
   (more are answered 503 with Retry-After); bodies are read with a size limit and a media-type check
   (:meth:`SafeHandler.read_body`); any failure is answered with a JSON 4xx/5xx and logged in one line, never a
@@ -101,6 +102,11 @@ class SafeHandler(BaseHTTPRequestHandler):
         if origin is None:
             return True
         return origin.lower() == f"http://{self.headers.get('Host') or ''}".lower()
+
+    def from_another_site(self) -> bool:
+        """The browser says that a page of another site sent this request (``Sec-Fetch-Site``), e.g. an image
+        tag elsewhere that points here: such a page cannot read the answer, but it should not make the server work."""
+        return (self.headers.get("Sec-Fetch-Site") or "").lower() in ("cross-site", "same-site")
 
     def read_body(self, media_types: Collection[str], max_bytes: int, what: str) -> bytes | None:
         """The request body when its media type is one of ``media_types`` and it has at most ``max_bytes``;

@@ -23,7 +23,8 @@ Pages and API:
 - ``GET /api/figure/<id>.png`` and ``GET /api/explanation/<id>.safetensors``, with ``?tau=T`` or ``?delta=D``:
   downloads of the P2P figure and the :class:`~p2pvision.explanation.Explanation` file.
 
-Uploads are accepted from this app's own page only (same origin, loopback host names on a loopback address).
+Uploads are accepted from this app's own page only (same origin, loopback host names on a loopback address), and
+the API does no work for requests that the browser says another site's page sent (``Sec-Fetch-Site``).
 """
 
 from __future__ import annotations
@@ -92,6 +93,9 @@ class ExploreHandler(SafeHandler):
             return
         url = urlsplit(self.path)
         path, query = url.path, parse_qs(url.query)
+        if path.startswith("/api/") and self.from_another_site():  # the model's work is for this app's page
+            self.error(HTTPStatus.FORBIDDEN, "the explorer answers its own page only")
+            return
         if path in STATIC:
             name, content_type = STATIC[path]
             self.send(HTTPStatus.OK, self.static_files[name], content_type)

@@ -54,6 +54,7 @@ DEFAULT_METHODS = ("grad_cam", "rise")
 MAX_NAME = 200  # characters of a shown file name
 MAX_UPLOADS = 32  # uploaded images kept (the oldest is dropped first)
 OVERLAYS_KEPT = 8  # rendered masks kept per image (the page fetches the latest)
+LOADED_KEPT = 32  # images whose features and pictures stay in memory (the least recently used is unloaded first)
 
 
 class UnknownImage(P2PVisionError, LookupError):
@@ -113,6 +114,7 @@ class Explorer:
         pairs = enumerate(zip(paths, shown, strict=True))
         self.entries = {str(number): Entry(clean_name(name), Path(path)) for number, (path, name) in pairs}
         self.uploads: list[str] = []
+        self._loaded: OrderedDict[str, None] = OrderedDict()  # ids with features, least recently used first
         self._next = len(self.entries)
         self.lock = threading.RLock()
 
@@ -151,7 +153,24 @@ class Explorer:
                 assert entry.image is not None
                 with torch.no_grad():
                     entry.features = self.model.selector.features(entry.image)
+            self._loaded[image_id] = None
+            self._loaded.move_to_end(image_id)
+            while len(self._loaded) > LOADED_KEPT:
+                self._unload(self.entries.get(self._loaded.popitem(last=False)[0]))
             return entry
+
+    @staticmethod
+    def _unload(entry: Entry | None) -> None:
+        """Forget what an image computed (an image file is read again when picked; an upload keeps its pixels)."""
+        if entry is None:
+            return
+        if entry.path is not None:
+            entry.image = entry.regions = None
+            entry.png = b""
+        entry.features, entry.curve, entry.posthoc = None, None, None
+        entry.overlays.clear()
+        entry.maps.clear()
+        entry.logits_by_mask.clear()
 
     def _prepare(self, entry: Entry, image: Tensor) -> None:
         entry.image = image.unsqueeze(0).to(self.device)
