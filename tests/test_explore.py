@@ -34,7 +34,8 @@ def model():
 @pytest.fixture()
 def explorer(model, tmp_path: Path) -> Explorer:
     paths = write_images(tmp_path / "images", ["cat.png", INJECTED])
-    return Explorer(model, paths, methods=("grad_cam", "rise"))
+    (tmp_path / "images" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    return Explorer(model, [*paths, tmp_path / "images" / "broken.png"], methods=("grad_cam", "rise"))
 
 
 def test_the_mask_follows_tau_and_delta_picks_the_tau_the_model_searches(model, explorer: Explorer) -> None:
@@ -121,7 +122,7 @@ def test_the_http_api_answers_refuses_and_downloads(model, explorer: Explorer) -
         status, headers, body = call(url, "GET", "/")
         assert status == 200 and "script-src 'self'" in headers["Content-Security-Policy"] and b"<script" in body
         info = json.loads(call(url, "GET", "/api/info")[2])
-        assert [image["name"] for image in info["images"]] == ["cat.png", INJECTED]  # data, shown as text
+        assert [image["name"] for image in info["images"]] == ["cat.png", INJECTED, "broken.png"]  # shown as text
         assert info["tau_grid"] == list(model.config.tau_grid) and info["delta"] == model.config.delta
         view = json.loads(call(url, "GET", "/api/view/0?tau=0.7")[2])
         assert view["kept_fraction"] == 1.0 and view["tau"] == 0.7
@@ -136,6 +137,7 @@ def test_the_http_api_answers_refuses_and_downloads(model, explorer: Explorer) -
             "/api/view/0": (400, "give either ?tau=T"),
             "/api/view/0?tau=0.2&delta=0.9": (400, "give either ?tau=T"),
             "/api/view/9?tau=0.5": (404, "no image with id '9'"),
+            "/api/view/2?tau=0.5": (422, "broken.png': "),  # a listed file that is not an image, named
             "/api/overlay/0/999.png": (404, "no such picture"),
             "/../../etc/passwd": (404, "no page at"),
         }
