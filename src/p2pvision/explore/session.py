@@ -309,7 +309,8 @@ class Explorer:
             return None if entry is None else entry.overlays.get(key)
 
     def image_png(self, image_id: str) -> bytes:
-        return self.entry(image_id).png
+        with self.lock:
+            return self.entry(image_id).png
 
     # -- post-hoc explainers -------------------------------------------------------------------------------
     def posthoc(self, image_id: str) -> list[dict[str, Any]]:
@@ -361,15 +362,16 @@ class Explorer:
 
     def figure_png(self, image_id: str, tau: float | None = None, delta: float | None = None) -> bytes:
         """The P2P figure (input, kept regions, selection probabilities, correlations) as PNG bytes."""
-        result = self.explanation(image_id, tau, delta)
-        entry = self.entries[image_id]
-        assert entry.image is not None
-        pixels = (entry.image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
-        title = entry.name.replace("$", r"\$")  # matplotlib reads $...$ as mathematics
-        with tempfile.TemporaryDirectory(prefix="p2pvision-explore-") as folder:
-            path = explanation_figure(pixels, result, 0, title, Path(folder) / "figure.png", self.model.class_names,
-                                      dpi=120)  # fmt: skip
-            return path.read_bytes()
+        with self.lock:  # the image stays loaded while it is drawn
+            result = self.explanation(image_id, tau, delta)
+            entry = self.entry(image_id)
+            assert entry.image is not None
+            pixels = (entry.image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()
+            title = entry.name.replace("$", r"\$")  # matplotlib reads $...$ as mathematics
+            with tempfile.TemporaryDirectory(prefix="p2pvision-explore-") as folder:
+                path = explanation_figure(pixels, result, 0, title, Path(folder) / "figure.png",
+                                          self.model.class_names, dpi=120)  # fmt: skip
+                return path.read_bytes()
 
     def explanation_file(self, image_id: str, tau: float | None = None, delta: float | None = None) -> bytes:
         """The :class:`~p2pvision.explanation.Explanation` file (safetensors, :meth:`Explanation.load` reads it)."""
