@@ -136,3 +136,32 @@ def test_grad_cam_takes_its_layer_as_a_module_or_a_name(resnet: torch.nn.Module)
     assert torch.equal(by_module.explain(images).pixel_map, by_name.explain(images).pixel_map)
     with pytest.raises(ConfigError, match="not a submodule of the explained model"):
         GradCAM(resnet, layer=torch.nn.Conv2d(3, 3, 1))
+
+
+def test_grad_cam_on_a_frozen_model_equals_captum_on_a_named_layer_and_a_vit(resnet: torch.nn.Module) -> None:
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    vit = create_classifier("test_vit", img_size=32, patch_size=8).eval()
+    expected = GradCAM(vit, partitioner=GridPartitioner(4)).explain(images, 1).pixel_map
+    for parameter in [*resnet.parameters(), *vit.parameters()]:
+        parameter.requires_grad_(False)
+    try:
+        result = GradCAM(resnet, layer="layer3", partitioner=GridPartitioner(4)).explain(images, 2)
+        reference = LayerGradCam(resnet, resnet.model.layer3).attribute(images, target=2, relu_attributions=True)
+        frozen_vit = GradCAM(vit, partitioner=GridPartitioner(4)).explain(images, 1).pixel_map
+    finally:
+        for parameter in [*resnet.parameters(), *vit.parameters()]:
+            parameter.requires_grad_(True)
+    reference = LayerAttribution.interpolate(reference, (32, 32), "bilinear").squeeze(1).detach()
+    assert reference.abs().max() > 0
+    assert torch.allclose(result.pixel_map, reference, atol=1e-6 * float(reference.abs().max()) + 1e-9)
+    assert expected.abs().max() > 0 and torch.allclose(frozen_vit, expected, atol=1e-6)
+
+
+def test_grad_cam_records_no_graph_below_its_layer(resnet: torch.nn.Module) -> None:
+    images = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    for explainer in (GradCAM(resnet), GradCAM(resnet, layer="layer3")):
+        with torch.enable_grad():
+            activations, logits = explainer.activations_and_logits(images)
+        assert activations.is_leaf and activations.requires_grad  # the backward pass stops at the layer
+        (gradients,) = torch.autograd.grad(logits[:, 0].sum(), activations)
+        assert gradients.abs().sum() > 0

@@ -9,10 +9,17 @@ pytorch-grad-cam's; the tests check both.
 Layer: by default the final feature map of a CNN (timm's ``forward_features`` output, the input of global
 pooling) and, for a ViT, the input norm of the last block (``blocks.-1.norm1``; the final tokens carry no
 gradient to the patches when the class token is pooled), with patch tokens reshaped to their grid.
+
+Cost: the layers below the chosen one run without autograd (the backward pass starts at the logits and stops at
+the layer, so nothing below it needs a graph); the layer's output is made a tensor that requires grad, as Captum
+does, so frozen weights (``requires_grad_(False)``) and inputs without grad work, and the forward pass records
+only the part above the layer.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any, Protocol, runtime_checkable
 
 import torch
@@ -20,7 +27,7 @@ import torch.nn.functional as F
 from timm.models.vision_transformer import VisionTransformer
 from torch import Tensor, nn
 
-from p2pvision.classifier import capture, network_of, normalised
+from p2pvision.classifier import network_of, normalised
 from p2pvision.config import PositiveInt
 from p2pvision.errors import ConfigError
 from p2pvision.explain.base import (
@@ -49,6 +56,32 @@ def tokens_to_grid(tokens: Tensor, vit: VisionTransformer) -> Tensor:
     grid = vit.patch_embed.grid_size
     patches = tokens[:, vit.num_prefix_tokens :]
     return patches.transpose(1, 2).reshape(tokens.shape[0], tokens.shape[2], grid[0], grid[1])
+
+
+@contextlib.contextmanager
+def graph_from_layer(network: nn.Module, name: str) -> Iterator[list[Tensor]]:
+    """Inside the context, a forward pass of ``network`` run under ``torch.no_grad()`` turns autograd on at the
+    output of layer ``name``: each output is recorded (in the list yielded) as a tensor that requires grad, and
+    everything computed from it keeps its graph. The hook is removed on exit (``no_grad`` restores the mode)."""
+    module = network.get_submodule(name)
+    records: list[Tensor] = []
+
+    def hook(_module: nn.Module, _inputs: Any, output: Any) -> Tensor | None:
+        if not isinstance(output, Tensor):
+            raise ConfigError(f"layer {name!r} returns {type(output).__name__}, not a tensor: choose another layer")
+        torch.set_grad_enabled(True)
+        if output.requires_grad:  # a shared layer called again, already in the graph
+            records.append(output)
+            return None
+        leaf = output.detach().requires_grad_(True)
+        records.append(leaf)
+        return leaf.clone()  # what follows may work in place; the recorded leaf must stay as it is
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield records
+    finally:
+        handle.remove()
 
 
 def gradcam_weights(activations: Tensor, gradients: Tensor) -> Tensor:
@@ -107,8 +140,9 @@ class GradCAM(Explainer):
         return self.layer
 
     def activations_and_logits(self, images: Tensor, args: tuple[Any, ...] = ()) -> tuple[Tensor, Tensor]:
-        """The chosen layer's output and the logits of one forward pass (with autograd); ``args``: extra arguments
-        of the model's forward."""
+        """The chosen layer's output (a tensor that requires grad) and the logits computed from it with autograd, in
+        one forward pass whose layers below the chosen one run without autograd; ``args``: extra arguments of the
+        model's forward."""
         network = network_of(self.model)
         name = self._layer_name()
         if name is None:
@@ -117,19 +151,23 @@ class GradCAM(Explainer):
             if args:
                 raise ConfigError("additional_forward_args need a named layer (layer=...): the default one runs "
                                   "timm's forward_features/forward_head, which take none")  # fmt: skip
-            features = network.forward_features(normalised(self.model, images))
-            return features, network.forward_head(features)
-        with capture(network, [name]) as records:
+            with torch.no_grad():
+                features = network.forward_features(normalised(self.model, images))
+            features.requires_grad_(True)
+            with torch.enable_grad():
+                return features, network.forward_head(features.clone())
+        with graph_from_layer(network, name) as records, torch.no_grad():
             logits = self.model(images, *args)
-        return records[name][-1], logits
+        if not records:
+            raise ConfigError(f"layer {name!r} is not used by the model's forward pass: choose another layer")
+        return records[-1], logits
 
     def layer_maps(
         self, images: Tensor, target: Tensor | None, args: tuple[Any, ...] = ()
     ) -> tuple[Tensor, Tensor, Tensor]:
         """Class activation maps at the layer's resolution (B,h,w), the targets (B,) and the top-1 classes (B,)."""
         with torch.enable_grad():
-            # an input that requires grad keeps the activations in the graph when the model's weights are frozen
-            activations, logits = self.activations_and_logits(images.detach().requires_grad_(True), args)
+            activations, logits = self.activations_and_logits(images.detach(), args)
             predicted = logits.detach().argmax(dim=1)
             if target is None:
                 target = predicted
