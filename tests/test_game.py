@@ -55,15 +55,54 @@ def test_chunking_gives_identical_values_and_counts_every_image() -> None:
     results = []
     for batch_size in (1, 4, 64):
         game = RegionGame(model, images, regions, BlackFill(), batch_size=batch_size)
-        assert game.evaluations == 2  # the target forward
+        assert game.evaluations == 0  # the target is learnt in the first forward pass
         results.append(game(coalitions))
         assert game.evaluations == 2 + 10
+        with torch.no_grad():
+            assert torch.equal(game.target, model(images).argmax(1))
     # The same masked images in other batch compositions: equal up to the CPU kernels' batch-size-dependent
     # summation order (~1e-6); exactly equal for a model without such kernels.
     assert torch.allclose(results[0], results[1], atol=1e-5, rtol=0)
     assert torch.allclose(results[0], results[2], atol=1e-5, rtol=0)
     exact = [RegionGame(VisibleSum(), images, regions, BlackFill(), target=1, batch_size=n)(coalitions) for n in (1, 5)]
     assert torch.equal(exact[0], exact[1])
+
+
+class RecordedSum(VisibleSum):
+    """VisibleSum that records the size of every forward pass."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.passes: list[int] = []
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        self.passes.append(images.shape[0])
+        return super().forward(images)
+
+
+def test_forward_passes_are_nearly_equal_and_carry_the_target_pass() -> None:
+    images, regions = setup(batch=1, size=28, grid=14)
+    coalitions = torch.rand(1, 197, 196, generator=torch.Generator().manual_seed(0)) < 0.5
+    model = RecordedSum()
+    given = RegionGame(model, images, regions, BlackFill(), target=1, value="logit")
+    values = given(coalitions)
+    assert model.passes == [49, 49, 49, 50] and given.evaluations == 197  # not 64, 64, 64, 5
+    model.passes.clear()
+    default = RegionGame(model, images, regions, BlackFill(), value="logit")
+    assert model.passes == [] and default.evaluations == 0
+    assert torch.equal(default(coalitions), values)  # the full image's top-1 class is 1 (a positive red sum)
+    assert model.passes == [49, 50, 49, 50] and default.evaluations == 1 + 197  # the target in the first pass
+    assert default.target.tolist() == [1] and default.predicted().tolist() == [1] and default.evaluations == 198
+    model.passes.clear()
+    read_first = RegionGame(model, images, regions, BlackFill(), value="logit")
+    assert read_first.target.tolist() == [1] and model.passes == [1]  # read before any evaluation: its own pass
+    read_first(coalitions)
+    assert model.passes == [1, 49, 49, 49, 50]
+    model.passes.clear()
+    many = torch.rand(3, 3, 8, 8)
+    game = RegionGame(model, many, partition_batch(many, make_partitioner("grid", grid=2)), BlackFill(), batch_size=4)
+    game(torch.ones(3, 2, 4, dtype=torch.bool))
+    assert model.passes == [3, 3, 3]  # the 3 full images would fill a pass of 4: their own pass, then 6 in 2
 
 
 def test_valid_mask_skips_padding() -> None:

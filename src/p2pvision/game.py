@@ -75,8 +75,14 @@ class RegionGame:
 
     ``regions`` are int64 label maps (B,H,W) with labels 0..K-1; K is the largest label + 1 over the batch and
     slots with no pixels in an image are empty players (``game.players`` is False there). ``target`` is a class
-    index, a (B,) tensor, or None for the model's own top-1 class on the full images (B evaluations, counted).
+    index, a (B,) tensor, or None for the model's own top-1 class on the full images (B evaluations, counted):
+    those full images go through the model in the first forward pass of the game's first evaluation, with its
+    masked images, or in a pass of their own where :attr:`target` is read first.
     The model is used as given (put it in eval mode first). Hole-independent fills are computed once per image.
+
+    Cost: the masked images of one evaluation are split into forward passes of nearly equal sizes of at most
+    ``batch_size`` (197 images at 64 give 4 passes of 49-50 rather than 64, 64, 64 and 5), since a small pass costs
+    more per image than a full one on most hardware.
     """
 
     def __init__(
@@ -123,11 +129,24 @@ class RegionGame:
                 started = time.perf_counter()
                 self._fills = removal.fill(self.images, None, self.regions if removal.needs_regions else None)
                 self.removal_seconds += time.perf_counter() - started
-        self.target = self._resolve_target(target)
+        # None: the model's top-1 classes, learnt in the game's first forward pass (see the class docstring)
+        self._target: Tensor | None = None
+        if target is not None or isinstance(removal, TokenDropping):
+            self._target = self._resolve_target(target)
 
     @property
     def num_images(self) -> int:
         return self.images.shape[0]
+
+    @property
+    def target(self) -> Tensor:
+        """The explained classes (B,): given, or the model's top-1 classes on the full images."""
+        return self._learn_target()
+
+    def _learn_target(self) -> Tensor:
+        if self._target is None:
+            self._target = self._resolve_target(None)
+        return self._target
 
     def _resolve_target(self, target: int | Tensor | None) -> Tensor:
         count = self.num_images
@@ -150,6 +169,7 @@ class RegionGame:
     def predicted(self) -> Tensor:
         """The model's top-1 classes (B,) on the full images. Known when the target was None or a full keep mask
         was evaluated; the images not seen whole yet cost one counted forward pass each."""
+        self._learn_target()  # a pending default target is learnt from the full images: their top-1 classes
         missing = (self._predicted < 0).nonzero().flatten()
         if len(missing):
             with torch.no_grad():
@@ -196,6 +216,30 @@ class RegionGame:
             return logits
         return self._forward(self.compose(index, keep), index)
 
+    def _chunk_sizes(self, count: int) -> list[int]:
+        """Sizes of the forward passes for ``count`` masked images: nearly equal, at most ``batch_size``; with a
+        pending target, the first one leaves room for the full images."""
+        folded = self.num_images if self._target is None and count else 0
+        total = count + folded
+        passes = -(-total // self.batch_size)
+        sizes = [total * (i + 1) // passes - total * i // passes for i in range(passes)]
+        if folded and sizes[0] <= folded:  # the full images would fill the first pass: they get their own
+            self._learn_target()
+            return self._chunk_sizes(count)
+        if folded:
+            sizes[0] -= folded
+        return sizes
+
+    def _logits_with_target(self, index: Tensor, keep: Tensor) -> Tensor:
+        """The masked images' logits from one forward pass that also gives the full images' top-1 classes (the
+        pending target)."""
+        everyone = torch.arange(self.num_images, device=self.images.device)
+        composed = self.compose(index, keep)
+        logits = self._forward(torch.cat([self.images, composed]), torch.cat([everyone, index]))
+        self._predicted = logits[: self.num_images].detach().argmax(dim=1)
+        self._target = self._predicted.clone()
+        return logits[self.num_images :]
+
     def _run(
         self, shape: tuple[int, int], valid: Tensor | None, keep_of: Callable[[Tensor, Tensor], Tensor], grad: bool
     ) -> tuple[Tensor, Tensor]:
@@ -211,11 +255,16 @@ class RegionGame:
         predictions = torch.full((batch * samples,), -1, dtype=torch.int64, device=self.images.device)
         chunks = []
         with torch.set_grad_enabled(grad):
-            for start in range(0, len(flat), self.batch_size):
-                pairs = flat[start : start + self.batch_size]
+            start = 0
+            for size in self._chunk_sizes(len(flat)):
+                pairs = flat[start : start + size]
+                start += size
                 index, sample = pairs // samples, pairs % samples
                 keep = keep_of(index, sample)
-                logits = self._masked_logits(index, keep)
+                if self._target is None:
+                    logits = self._logits_with_target(index, keep)
+                else:
+                    logits = self._masked_logits(index, keep)
                 whole = (keep >= 1).flatten(1).all(1)
                 self._predicted[index[whole]] = logits.detach().argmax(dim=1)[whole]
                 chunks.append((pairs, class_values(logits, self.target[index], self.value), logits.argmax(dim=1)))

@@ -67,19 +67,24 @@ class SlidingPatch(PerturbationExplainer):
             for top in window_starts(height, self.patch, self.stride)
             for left in window_starts(width, self.patch, self.stride)
         ]
-        full = game.masked_values(torch.ones(batch, 1, height, width, dtype=torch.bool, device=images.device))
+        # the full image (None: nothing removed) and every window, in calls of nearly equal sizes that each fill
+        # about one forward pass of the game
+        masks: list[tuple[int, int] | None] = [None, *windows]
+        calls = -(-len(masks) // max(1, game.batch_size // batch))
+        bounds = [len(masks) * i // calls for i in range(calls + 1)]
         total = torch.zeros(batch, height, width, device=images.device)
         covered = torch.zeros(height, width, device=images.device)
-        chunk = max(1, game.batch_size // batch)
-        for start in range(0, len(windows), chunk):
-            part = windows[start : start + chunk]
-            keep = torch.ones(batch, len(part), height, width, dtype=torch.bool, device=images.device)
-            for i, (top, left) in enumerate(part):
-                keep[:, i, top : top + self.patch, left : left + self.patch] = False
-            drops = full - game.masked_values(keep)  # (B, n)
-            for i, (top, left) in enumerate(part):
-                total[:, top : top + self.patch, left : left + self.patch] += drops[:, i, None, None]
-                covered[top : top + self.patch, left : left + self.patch] += 1
+        values = []
+        for first, last in zip(bounds[:-1], bounds[1:]):
+            keep = torch.ones(batch, last - first, height, width, dtype=torch.bool, device=images.device)
+            for i, window in enumerate(masks[first:last]):
+                if window is not None:
+                    keep[:, i, window[0] : window[0] + self.patch, window[1] : window[1] + self.patch] = False
+            values.append(game.masked_values(keep))
+        drops = values[0][:, :1] - torch.cat(values, dim=1)[:, 1:]  # (B, windows): f(x) - f(x without the window)
+        for i, (top, left) in enumerate(windows):
+            total[:, top : top + self.patch, left : left + self.patch] += drops[:, i, None, None]
+            covered[top : top + self.patch, left : left + self.patch] += 1
         pixel_map = total / covered.clamp_min(1)
         scores = pixel_scores(pixel_map, regions)
         return self.attribution(

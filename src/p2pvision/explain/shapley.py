@@ -9,21 +9,22 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any
 
 import torch
 from torch import Tensor, nn
 
 from p2pvision.config import NonNegativeInt, PositiveInt
 from p2pvision.explain.base import EXPLAINERS, Attribution, PerturbationExplainer, check_positive
+from p2pvision.game import RegionGame
 from p2pvision.regions import Partitioner
 from p2pvision.removal import Removal, TokenDropping
 
 
-def _empty_and_full(game: Any) -> Tensor:
-    """Values (B,2) of the empty and the full coalition."""
-    empty = torch.zeros_like(game.players)
-    return game(torch.stack([empty, game.players], dim=1))
+def with_empty_and_full(game: RegionGame, coalitions: Tensor, valid: Tensor) -> tuple[Tensor, Tensor]:
+    """``coalitions`` (B,S,K) and ``valid`` (B,S) with the empty and the full coalition put first (B,2+S,K), so that
+    all of them go through the game in one evaluation (its forward passes full)."""
+    ends = torch.stack([torch.zeros_like(game.players), game.players], dim=1).to(coalitions.device)
+    return torch.cat([ends, coalitions], dim=1), torch.cat([valid.new_ones(valid.shape[0], 2), valid], dim=1)
 
 
 @EXPLAINERS.register()
@@ -87,8 +88,8 @@ class ShapleySampling(PerturbationExplainer):
         prefix = torch.arange(1, slots, device=images.device).view(1, 1, -1, 1)
         coalitions = position.unsqueeze(2) < prefix  # (B,P,K-1,K): the first j players, j = 1..K-1
         valid = (prefix.view(1, 1, -1) < sizes.view(-1, 1, 1)).expand(-1, count, -1)
-        inner = game(coalitions.reshape(batch, -1, slots), valid.reshape(batch, -1)).view(batch, count, slots - 1)
-        ends = _empty_and_full(game)
+        values = game(*with_empty_and_full(game, coalitions.reshape(batch, -1, slots), valid.reshape(batch, -1)))
+        ends, inner = values[:, :2], values[:, 2:].reshape(batch, count, slots - 1)
         empty, full = ends[:, :1, None].expand(-1, count, 1), ends[:, 1:, None]
         chain = torch.cat([empty, inner, full.expand(-1, count, 1)], dim=2)  # (B,P,K+1), value after j players
         j = torch.arange(slots + 1, device=images.device).view(1, 1, -1)
@@ -186,8 +187,8 @@ class KernelSHAP(PerturbationExplainer):
             if len(rows):
                 coalitions[b, : len(rows), ids[b]] = rows.bool()
                 valid[b, : len(rows)] = True
-        values = game(coalitions.to(images.device), valid.to(images.device)).double().cpu()
-        ends = _empty_and_full(game).double().cpu()
+        values = game(*with_empty_and_full(game, coalitions.to(images.device), valid.to(images.device))).double().cpu()
+        ends, values = values[:, :2], values[:, 2:]
         scores = torch.zeros(batch, slots, dtype=torch.float64)
         for b in range(batch):
             total = ends[b, 1] - ends[b, 0]
