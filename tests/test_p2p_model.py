@@ -150,6 +150,22 @@ def test_the_cached_head_gives_the_region_outputs_of_the_full_head(varied):
     varied.eval()
 
 
+def test_additive_conditioning_slides_one_threshold_over_a_fixed_ranking(batch):
+    torch.manual_seed(6)
+    additive = P2PModel(P2PConfig(**TINY, tau_conditioning="additive"))
+    assert additive.selector.film is None and additive.selector.conv[0].in_channels == TINY["head_channels"]
+    with torch.no_grad():
+        additive.selector.out.weight.normal_(0, 0.5)
+    additive.eval()
+    images, regions = batch
+    features = additive.selector.features(images)
+    low, high = (additive.region_outputs(features, regions, torch.full((6,), t)).logits for t in (0.1, 0.9))
+    shift = additive.selector.out.weight[0, -1, 0, 0] * 0.8  # the tau input of the last 1x1 convolution
+    assert torch.allclose(high - low, shift.expand(6, 16), atol=1e-5)  # the same shift for every region
+    cached = additive.query_outputs(additive.prepare_query(images, regions), torch.full((6,), 0.9))
+    assert torch.allclose(cached.logits, high, atol=1e-5)
+
+
 def _plain_walk(model, images, regions, delta):
     """Reference: classify every image at every tau with the full head; the smallest certain tau, and the
     classifier passes a walk up the grid needs when it classifies only masks that changed."""
@@ -177,7 +193,7 @@ def test_grid_search_is_the_plain_grid_answer_classifying_only_changed_masks(var
     monkeypatch.setattr(
         P2PModel, "classify_regions", lambda self, x, r, m: passes.append(len(x)) or original(self, x, r, m)
     )
-    result = varied.search_tau(images, regions, delta=delta)
+    result = varied.search_tau(images, regions, delta=delta, method="grid")
     assert torch.equal(result.tau, expected_tau)
     assert torch.allclose(result.logits, expected_logits, atol=1e-5)  # the classifier's output at the chosen tau
     assert torch.equal(result.evaluations, expected_passes) and sum(passes) == int(expected_passes.sum())
@@ -195,11 +211,37 @@ def test_bisection_agrees_when_certainty_grows_with_tau(model, batch, monkeypatc
         evaluator.evaluations[rows] += 1
 
     monkeypatch.setattr(MaskEvaluator, "_classify", fake_classify)
-    grid = model.search_tau(images, regions, delta=0.9)
+    grid = model.search_tau(images, regions, delta=0.9, method="grid")
     bisection = model.search_tau(images, regions, delta=0.9, method="bisection")
     assert grid.tau.tolist() == pytest.approx([0.05, 0.3, 0.55, 0.8, 1.0, 1.0])
     assert torch.equal(bisection.tau, grid.tau)
     assert bisection.evaluations.max() <= math.ceil(math.log2(20)) + 1 < grid.evaluations.max()
+
+
+def test_endpoints_search_matches_the_grid_on_the_curves_it_is_built_for(model, batch, monkeypatch):
+    images, regions = batch
+    curves = torch.full((6, 20), 0.5)  # top-class probability per image and grid point; delta = 0.9
+    curves[0, :] = 0.95  # certain from the first point: 1 classification
+    curves[1, 7:] = 0.95  # certain from point 7 on (monotone): first, last, then bisection
+    curves[2, 4:9] = 0.95  # certain in the middle only, and near-certain at the ends (0.85: within the margin)
+    curves[2, [0, 19]] = 0.85
+    curves[3, :] = 0.3  # never certain, far from it at both ends: first and last only
+    curves[4, 12] = 0.95  # certain in the middle only, far from certain at the ends: the rule's blind spot
+    curves[5, 19] = 0.95  # certain only at the last point
+
+    def fake_classify(evaluator, rows, points):
+        evaluator.confidence[rows, points] = curves[rows, points]
+        evaluator.evaluations[rows] += 1
+
+    monkeypatch.setattr(MaskEvaluator, "_classify", fake_classify)
+    grid = model.search_tau(images, regions, delta=0.9, method="grid")
+    endpoints = model.search_tau(images, regions, delta=0.9)  # the default
+    grid_points = [round(t * 20) - 1 for t in grid.tau.tolist()]
+    assert grid_points == [0, 7, 4, 19, 12, 19]
+    assert [round(t * 20) - 1 for t in endpoints.tau.tolist()] == [0, 7, 4, 19, 19, 19]  # all but the blind spot
+    assert endpoints.evaluations[[0, 3, 4]].tolist() == [1, 2, 2]
+    assert endpoints.evaluations[1] <= 2 + math.ceil(math.log2(18)) and endpoints.evaluations[2] == 2 + 4
+    assert endpoints.evaluations.sum() < grid.evaluations.sum()
 
 
 def test_tau_search_runs_the_backbone_once(model, batch, monkeypatch):

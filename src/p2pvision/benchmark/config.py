@@ -183,9 +183,13 @@ def _check_params(explainer: str, params: dict[str, Any]) -> None:
         except ValidationError as exc:
             raise prefixed(exc, "partition") from None
     if isinstance(params.get("removal"), str):
-        from p2pvision.removal import removal_names
+        from p2pvision.removal import removal_names, split_removal
 
-        if params["removal"] not in removal_names():
+        try:  # learned:PATH, lama:PATH: a removal with its file
+            name = split_removal(params["removal"])[0]
+        except ConfigError as exc:
+            raise error_at("removal", params["removal"], str(exc)) from None
+        if name not in removal_names():
             raise error_at("removal", params["removal"], f"allowed: {', '.join(removal_names())}")
 
 
@@ -205,7 +209,7 @@ class MethodEntry(Section, extra="allow"):
     delta: OpenFraction | None = None
     tau: Fraction | None = None
     fraction: Fraction | None = None
-    search: Literal["grid", "bisection"] | None = None
+    search: Literal["grid", "endpoints", "bisection"] | None = None
     explainer: Name | None = None
     explains: Name | Annotated[list[Name], Field(min_length=1)] | None = None
     params: dict[str, Any] | None = None

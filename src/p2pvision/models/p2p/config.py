@@ -101,6 +101,10 @@ class P2PConfig:
     tau_range: tuple[Fraction, Fraction] = (0.05, 1.0)
     tau_grid: TauGrid = tuple(round(0.05 * i, 2) for i in range(1, 21))
     delta: OpenFraction = 0.99  # certainty: the top class probability the tau search asks for
+    # How tau enters the selector head: "film" (this project: a tau channel in both head convolutions and FiLM between
+    # them, so tau can re-rank regions) or "additive" (the authors' code: tau only as an input of the last 1x1
+    # convolution, which adds the same constant to every region logit: one threshold slid over a fixed ranking).
+    tau_conditioning: Literal["film", "additive"] = "film"
     # Relaxed Bernoulli masks.
     temperature_start: PositiveFloat = 1.0
     temperature_end: PositiveFloat = 0.5

@@ -25,6 +25,7 @@ from p2pvision.explanation import Explanation, check_images, order_from_scores, 
 from p2pvision.game import classify_masked, masked_inputs
 from p2pvision.models.backbones import create_classifier
 from p2pvision.models.p2p.config import P2PConfig
+from p2pvision.models.p2p.hub import P2PHubMixin
 from p2pvision.models.p2p.search import (
     SEARCH_METHODS,
     MaskEvaluator,
@@ -32,6 +33,7 @@ from p2pvision.models.p2p.search import (
     SearchResult,
     TauQuery,
     bisection_search,
+    endpoint_search,
     grid_search,
 )
 from p2pvision.models.p2p.selector import Selector
@@ -63,7 +65,7 @@ def straight_through(soft: Tensor) -> Tensor:
     return hard + soft - soft.detach()
 
 
-class P2PModel(nn.Module):
+class P2PModel(P2PHubMixin, nn.Module):
     """Selector + region masking + classifier; see the module docstring."""
 
     def __init__(self, config: P2PConfig) -> None:
@@ -76,6 +78,7 @@ class P2PModel(nn.Module):
             config.head_channels,
             config.embedding_dim,
             config.initial_keep_logit,
+            config.tau_conditioning,
         )
         self.classifier = create_classifier(
             config.classifier,
@@ -210,16 +213,17 @@ class P2PModel(nn.Module):
         regions: Tensor,
         delta: float | None = None,
         grid: tuple[float, ...] | None = None,
-        method: str = "grid",
+        method: str = "endpoints",
     ) -> SearchResult:
         """Per image, the smallest tau on ``grid`` whose hard-mask prediction has top probability >= delta.
 
         ``method="grid"`` walks the grid upwards and re-evaluates only images not yet certain (the spec's
-        search, same answer as evaluating every tau). ``"bisection"`` halves the grid interval per step,
-        assuming certainty grows with tau: about log2(len(grid)) evaluations per image instead of up to
-        len(grid). Images that are never certain get the largest tau. In fixed-tau mode no search is done.
+        search, the reference). ``"endpoints"`` (the default) classifies the first and last grid points and
+        searches further only where a middle point may be certain (:func:`.search.endpoint_search`).
+        ``"bisection"`` halves the grid interval per step, assuming certainty grows with tau. Images that are
+        never certain get the largest tau. In fixed-tau mode no search is done.
 
-        Both run the head through its cache (:meth:`prepare_query`) and run the classifier on an image only when
+        All run the head through its cache (:meth:`prepare_query`) and run the classifier on an image only when
         its mask differs from the last mask classified for it (the same input gives the same logits), so
         ``evaluations`` counts classifier passes per image.
         """
@@ -233,6 +237,8 @@ class P2PModel(nn.Module):
         evaluator = MaskEvaluator(self, self.prepare_query(images, regions), grid)
         if method == "grid" or len(grid) == 1:
             return grid_search(evaluator, delta)
+        if method == "endpoints":
+            return endpoint_search(evaluator, delta)
         return bisection_search(evaluator, delta)
 
     @torch.no_grad()
@@ -245,7 +251,7 @@ class P2PModel(nn.Module):
         delta: float | None = None,
         tau: float | None = None,
         grid: tuple[float, ...] | None = None,
-        method: str = "grid",
+        method: str = "endpoints",
     ) -> Explanation:
         """Predict with hard masks and explain by what the classifier saw, as an :class:`Explanation`.
 

@@ -10,10 +10,21 @@ they classify; a :class:`MaskEvaluator` does the classifying for all of them:
   input gives the same logits): along a walk up the grid many neighbouring taus keep the same regions;
 - every classified (image, point) is remembered, so a search never pays twice for a point, and the returned
   prediction is always the classifier's output at the returned tau.
+
+Searches: ``grid`` is the reference (walk up, stop at the first certain point). ``bisection`` assumes certainty
+grows with tau, which it often does not: on trained models 3-6 % of the images are certain at some tau but not
+at tau = 1. ``endpoints`` (the default) is built on what the certainty curves look like (measured on the shipped
+object task: at delta = 0.99, 52 % of the images are certain at the first grid point and 42 % nowhere): it
+classifies the first point, then the last; an image uncertain at both whose top-class log-odds stay more than
+``margin`` below delta's at both ends is taken as certain nowhere (answer: the last point); the others are
+searched, by bisection when the last point is certain, else by a walk up the grid (masks that do not change
+cost nothing). A learned predictor of the curve was the alternative; this rule needs no fitting and measured
+>= 99.8 % agreement with ``grid`` at 2.2 classifier passes per image instead of 5.4 (``benchmarks/bench_p2p.py``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -23,7 +34,8 @@ from torch import Tensor
 from p2pvision.models.p2p.config import P2PConfig
 from p2pvision.models.p2p.selector import HeadCache
 
-SEARCH_METHODS = ("grid", "bisection")
+SEARCH_METHODS = ("endpoints", "grid", "bisection")
+DEFAULT_MARGIN = 0.5  # log-odds below delta under which "endpoints" trusts that no middle tau is delta-certain
 
 
 @dataclass
@@ -143,16 +155,46 @@ def grid_search(evaluator: MaskEvaluator, delta: float) -> SearchResult:
     return evaluator.result(points)
 
 
+def endpoint_search(evaluator: MaskEvaluator, delta: float, margin: float = DEFAULT_MARGIN) -> SearchResult:
+    """The first grid point, then the last, then a search only where a middle point may be certain (see above)."""
+    device, last = evaluator.grid.device, len(evaluator.grid) - 1
+    everyone = torch.arange(evaluator.size, device=device)
+    points = torch.full((evaluator.size,), last, device=device)
+    first = evaluator.confidences(everyone, torch.zeros_like(everyone))
+    points[first >= delta] = 0
+    rest = everyone[first < delta]
+    at_last = evaluator.confidences(rest, torch.full_like(rest, last))
+    odds = min(max(delta, 1e-7), 1 - 1e-7)
+    near = torch.logit(torch.maximum(first[rest], at_last), eps=1e-7) >= math.log(odds / (1 - odds)) - margin
+    _bisect(evaluator, delta, rest[at_last >= delta], points, low=1)
+    walking = rest[(at_last < delta) & near]
+    for index in range(1, last):
+        if len(walking) == 0:
+            break
+        certain = evaluator.confidences(walking, torch.full_like(walking, index)) >= delta
+        points[walking[certain]] = index
+        walking = walking[~certain]
+    return evaluator.result(points)
+
+
+def _bisect(evaluator: MaskEvaluator, delta: float, rows: Tensor, points: Tensor, low: int = 0) -> None:
+    """Set ``points[rows]`` to the first certain index in [low, last] by bisection (the last index if none is)."""
+    device = evaluator.grid.device
+    lows = torch.full((len(rows),), low, dtype=torch.long, device=device)  # first index that may be certain
+    highs = torch.full((len(rows),), len(evaluator.grid) - 1, device=device)  # the answer if none below is
+    while True:
+        pending = torch.nonzero(lows < highs).flatten()
+        if len(pending) == 0:
+            points[rows] = highs
+            return
+        middle = (lows[pending] + highs[pending]) // 2
+        certain = evaluator.confidences(rows[pending], middle) >= delta
+        highs[pending] = torch.where(certain, middle, highs[pending])
+        lows[pending] = torch.where(certain, lows[pending], middle + 1)
+
+
 def bisection_search(evaluator: MaskEvaluator, delta: float) -> SearchResult:
     """Halve the grid interval per step, assuming certainty grows with tau (about log2(grid) points per image)."""
-    device = evaluator.grid.device
-    low = torch.zeros(evaluator.size, dtype=torch.long, device=device)  # first index that may be certain
-    high = torch.full((evaluator.size,), len(evaluator.grid) - 1, device=device)  # the answer if none below is
-    while True:
-        pending = torch.nonzero(low < high).flatten()
-        if len(pending) == 0:
-            return evaluator.result(high)
-        middle = (low[pending] + high[pending]) // 2
-        certain = evaluator.confidences(pending, middle) >= delta
-        high[pending] = torch.where(certain, middle, high[pending])
-        low[pending] = torch.where(certain, low[pending], middle + 1)
+    points = torch.empty(evaluator.size, dtype=torch.long, device=evaluator.grid.device)
+    _bisect(evaluator, delta, torch.arange(evaluator.size, device=evaluator.grid.device), points)
+    return evaluator.result(points)

@@ -7,7 +7,9 @@ so searching over tau at inference re-runs the head alone.
 
 tau conditioning: the reference adds tau as a scalar input to the final 1x1 convolutions, which a prototype
 found to have almost no effect on the masks. Here tau enters three ways: as an extra input channel of both
-head convolutions and through a FiLM layer (per-channel scale and shift computed from tau) between them.
+head convolutions and through a FiLM layer (per-channel scale and shift computed from tau) between them
+(``conditioning="film"``); ``conditioning="additive"`` builds the reference's head for comparison (tau only at
+the last 1x1 convolution: it shifts every region logit by the same amount, so regions are never re-ranked).
 
 Fast tau search (:meth:`Selector.head_cache`, :meth:`Selector.region_head`): in eval mode the head's tau-free work
 is done once per image. The tau channel is constant over the pixels, so the 3x3 convolution of (features, tau)
@@ -118,8 +120,11 @@ class Selector(nn.Module):
         head_channels: int = 64,
         embedding_dim: int = 3,
         initial_keep_logit: float = 0.0,
+        conditioning: str = "film",
     ) -> None:
         super().__init__()
+        if conditioning not in ("film", "additive"):
+            raise ConfigError(f"tau conditioning '{conditioning}': use 'film' or 'additive'")
         self.backbone = create_classifier(backbone, weights=weights)
         network = self.backbone.model
         if not isinstance(network, _IntermediatesNetwork):
@@ -128,12 +133,13 @@ class Selector(nn.Module):
         network.prune_intermediate_layers(self.levels, prune_head=True)
         channels = [info["num_chs"] for info in network.feature_info]
         self.lateral = nn.ModuleList(nn.Conv2d(channels[level], head_channels, 1) for level in self.levels)
+        self.tau_channels = 1 if conditioning == "film" else 0  # tau as an input channel of the 3x3 convolution
         self.conv = nn.Sequential(
-            nn.Conv2d(head_channels + 1, head_channels, 3, padding=1, bias=False),
+            nn.Conv2d(head_channels + self.tau_channels, head_channels, 3, padding=1, bias=False),
             nn.BatchNorm2d(head_channels),
             nn.ReLU(inplace=True),
         )
-        self.film = TauFiLM(head_channels)
+        self.film = TauFiLM(head_channels) if conditioning == "film" else None
         self.out = nn.Conv2d(head_channels + 1, 1 + embedding_dim, 1)
         if self.out.bias is None:  # nn.Conv2d has a bias unless built with bias=False
             raise RuntimeError("the selector's output convolution needs a bias for initial_keep_logit")
@@ -154,9 +160,12 @@ class Selector(nn.Module):
 
     def head(self, features: Tensor, tau: Tensor, size: tuple[int, int]) -> Tensor:
         """Per-pixel outputs (B, 1 + embedding_dim, H, W) for budgets ``tau`` (B,)."""
-        hidden = self.film(self.conv(_with_tau(features, tau)), tau)
+        hidden = self._film(self.conv(_with_tau(features, tau) if self.tau_channels else features), tau)
         out = self.out(_with_tau(torch.relu(hidden), tau))
         return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+
+    def _film(self, hidden: Tensor, tau: Tensor) -> Tensor:
+        return hidden if self.film is None else self.film(hidden, tau)
 
     def head_cache(self, features: Tensor, regions: Tensor, num_regions: int) -> HeadCache:
         """The tau-free work of the head on ``features`` (B, C, h, w) for region maps ``regions`` (B, H, W), done once
@@ -168,7 +177,8 @@ class Selector(nn.Module):
         channels = features.shape[1]
         conv_features = F.conv2d(features, weight[:, :channels], padding=1)
         ones = features.new_ones(1, 1, *features.shape[2:])
-        conv_tau = F.conv2d(ones, weight[:, channels:], padding=1)
+        conv_tau = (F.conv2d(ones, weight[:, channels:], padding=1) if self.tau_channels
+                    else features.new_zeros(1, weight.shape[0], *features.shape[2:]))  # fmt: skip
         pooling = region_pooling(regions, num_regions, *features.shape[2:]).to(features.dtype)
         present = (region_areas(regions, num_regions) > 0).to(features.dtype)
         return HeadCache(conv_features, conv_tau, pooling, present)
@@ -178,7 +188,7 @@ class Selector(nn.Module):
         region mean of :meth:`head` at the image size; 0 in empty slots."""
         tau = tau.to(cache.conv_features.dtype)
         hidden = self.conv[1:](cache.conv_features + tau.view(-1, 1, 1, 1) * cache.conv_tau)  # BatchNorm, ReLU
-        hidden = torch.relu(self.film(hidden, tau))
+        hidden = torch.relu(self._film(hidden, tau))
         pooled = torch.bmm(cache.pooling, hidden.flatten(2).transpose(1, 2))  # (B, K, C)
         weight = self.out.weight[:, :, 0, 0]
         bias = cast(Tensor, self.out.bias)
