@@ -105,8 +105,8 @@ def check_before_loading(args: argparse.Namespace) -> None:
             names = ", ".join(member.name for member in members)
             raise ConfigError(f"--removal applies to perturbation methods; {names} "
                               f"{'does' if len(members) == 1 else 'do'} not remove regions")  # fmt: skip
-        if DECLARED_REMOVALS.complete:
-            DECLARED_REMOVALS.resolve(args.removal)
+        if DECLARED_REMOVALS.complete:  # learned:PATH and lama:PATH name a file after the removal
+            DECLARED_REMOVALS.resolve(args.removal.partition(":")[0])
     params = dict(args.param)
     if not params:
         return
@@ -197,7 +197,9 @@ def _removal_help() -> str:
 
     return (f"how removed regions are filled for perturbation methods ([removal] above): "
             f"{', '.join(REMOVALS.names())} (default: mean, i.e. zero after the model's normalisation; blur for MP; "
-            "telea/ns/biharmonic inpaint: SP-G, LIME-G, MP-G; token_drop for ViTs)")  # fmt: skip
+            "telea/ns/biharmonic inpaint: SP-G, LIME-G, MP-G; learned:PATH, an inpainter trained by 'p2pvision "
+            "train --config inpainter', and lama:PATH, LaMa's TorchScript file, inpaint with a network; token_drop "
+            "for ViTs)")  # fmt: skip
 
 
 def add_explain_command(subparsers: argparse._SubParsersAction) -> None:

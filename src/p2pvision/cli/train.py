@@ -10,6 +10,10 @@ from p2pvision.cli.arguments import budget, certainty, output_folder, positive_i
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from p2pvision.train.inpainter import KIND, config_kind
+
+    if config_kind(args.config) == KIND:
+        return _train_inpainter(args)
     from p2pvision.train.experiment import load_experiment
     from p2pvision.train.run import run_training
 
@@ -17,6 +21,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out or Path("results") / config.name)
     model = run_training(config, out, resume=args.resume)
     print(f"trained {config.train.mode} '{config.name}': model {model.resolve()}")
+    print(f"logs and metrics: {(out / 'logs' / 'metrics.csv').resolve()}, {(out / 'metrics.json').resolve()}")
+    return 0
+
+
+def _train_inpainter(args: argparse.Namespace) -> int:
+    from p2pvision.train.inpainter import HOLE_KINDS, load_inpainter_experiment, train_inpainter
+
+    config = load_inpainter_experiment(args.config, args.overrides)
+    out = Path(args.out or Path("results") / config.name)
+    model, metrics = train_inpainter(config, out, resume=args.resume)
+    print(f"trained inpainter '{config.name}' in {metrics['fit_seconds']:.0f} s: model {model.resolve()}")
+    test = metrics["test"]["l1_hole"]
+    print(f"L1 inside the hole on {metrics['test']['images']} held-out crops (lower is better):")
+    print(f"{'fill':<12} {'all':>7} " + " ".join(f"{kind:>11}" for kind in HOLE_KINDS))
+    for name, values in test.items():
+        print(f"{name:<12} {values['all']:>7.4f} " + " ".join(f"{values.get(kind, float('nan')):>11.4f}"
+                                                         for kind in HOLE_KINDS))  # fmt: skip
+    print(f"use it with: p2pvision explain ... --removal learned:{model}")
     print(f"logs and metrics: {(out / 'logs' / 'metrics.csv').resolve()}, {(out / 'metrics.json').resolve()}")
     return 0
 
@@ -96,7 +118,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def add_train_command(commands: argparse._SubParsersAction) -> None:
     """Add ``train``."""
-    train = commands.add_parser("train", help="train P2P (or the full-image baseline) from a YAML config")
+    train = commands.add_parser(
+        "train", help="train P2P, a baseline or the learned inpainter (kind: inpainter) from a YAML config"
+    )
     train.add_argument("--config", default=None, help="experiment YAML (see configs/); default: built-in defaults")
     train.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides, e.g. train.epochs=3")
     train.add_argument("--out", default=None, type=output_folder, help="output folder (default: results/<name>)")
