@@ -189,6 +189,17 @@ def test_p2p_agreement_known_answers():
     assert deletion == {"deletion@5": 0.0, "deletion@10": 0.0, "deletion@20": 0.0}
 
 
+def test_p2p_agreement_acts_on_the_kept_input_by_default_as_the_authors_code():
+    keep = torch.ones(2, SIZE, SIZE, dtype=torch.bool)
+    keep[:, :8, :8] = False  # the method kept everything but the patch the model reads
+    spec = {"name": "p2p_agreement", "mode": "insertion"}
+    masked = run(spec, toy_inputs(keep=keep))  # the removed patch stays removed: the prediction flips everywhere
+    assert masked == {"insertion@5": 0.0, "insertion@10": 0.0, "insertion@20": 0.0}
+    original = run({**spec, "base": "original"}, toy_inputs(keep=keep))  # curves on the whole image
+    assert original == {"insertion@5": 0.0, "insertion@10": 1.0, "insertion@20": 1.0}
+    assert make_metric(spec).params["base"] == "masked"
+
+
 def test_crop_boxes_equals_interpolate_and_the_saliency_metric_known_value():
     images = torch.rand(2, 3, SIZE, SIZE)
     boxes = torch.tensor([[0, 16, 0, 16], [0, SIZE, 0, SIZE]])

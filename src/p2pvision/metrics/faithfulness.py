@@ -5,7 +5,10 @@ strategy it reports (``removal`` is a name, or ``{"name": ..., **params}``), for
 
 - P2P protocol (:class:`P2PAgreement`): rank the method's own regions by score; insertion keeps the top regions
   covering less than t of the area, deletion removes them until at least t is gone (t = 5/10/20%); the value is
-  agreement with the method's own prediction (insertion higher, deletion lower is better).
+  agreement with the method's own prediction (insertion higher, deletion lower is better). By default
+  (``base="masked"``, as in the authors' code) this acts on the input the method kept: regions a P2P model removed
+  stay removed in every curve point; ``base="original"`` starts from the whole image instead. For explanations
+  without a kept input (post-hoc maps) both are the same.
 - RISE (:class:`RiseAUC`, Petsiuk et al. 2018): insert (remove) features in decreasing map order; area under the
   target-probability curve (insertion from a blurred image: higher is better; deletion to black: lower).
 - MoXI protocol (:class:`MoxiAccuracy`): accuracy over the data set vs. the share of patches visible (insertion)
@@ -66,13 +69,17 @@ def ranking_agreement(
     reference: Tensor,
     shares: tuple[float, ...] = AREA_SHARES,
     modes: tuple[str, ...] = MODES,
+    within: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """Per image agreement (B,) with ``reference`` classes for each mode at each area share (``"insertion@10"``)."""
+    """Per image agreement (B,) with ``reference`` classes for each mode at each area share (``"insertion@10"``);
+    ``within`` (B, K) bool, if given, removes the regions outside it at every point (the P2P-masked image)."""
     areas = game.areas.to(scores.device, scores.dtype)
     result = {}
     for mode in modes:
         for share in shares:
             coalitions = ranked_coalitions(scores, areas, share, mode)
+            if within is not None:
+                coalitions = coalitions & within.to(coalitions.device)[:, None]
             _, predicted = game.evaluate(coalitions.to(game.images.device))
             result[f"{mode}@{int(round(share * 100))}"] = (predicted[:, 0].cpu() == reference.cpu()).float()
     return result
@@ -136,10 +143,15 @@ class P2PAgreement(_GameMetric):
     requires = ("model", "regions", "scores")
 
     def __init__(
-        self, mode: str = "insertion", shares: tuple[float, ...] = AREA_SHARES, removal: str | dict = "black"
+        self,
+        mode: str = "insertion",
+        shares: tuple[float, ...] = AREA_SHARES,
+        removal: str | dict = "black",
+        base: str = "masked",
     ) -> None:
         self.mode = check_choice("mode", mode, MODES)
         self.shares = tuple(check_fraction("share", share) for share in shares)
+        self.base = check_choice("base", base, ("masked", "original"))
         super().__init__(removal, "prob", tuple(f"{self.mode}@{int(round(s * 100))}" for s in self.shares))
 
     @property
@@ -149,11 +161,16 @@ class P2PAgreement(_GameMetric):
     def values(self, explanation: Explanation, batch: EvalBatch) -> dict[str, Tensor]:
         regions, scores = self.required(explanation.regions, "regions"), self.required(explanation.scores, "scores")
         game = self.game(explanation, batch, regions)
-        return ranking_agreement(game, scores.to(batch.images.device), explanation.target, self.shares, (self.mode,))
+        within = None
+        if self.base == "masked" and explanation.keep is not None:  # the regions the method kept (any kept pixel)
+            kept = region_mean(explanation.keep.to(regions.device, torch.float32)[:, None], regions, scores.shape[1])
+            within = kept[..., 0] > 0
+        return ranking_agreement(game, scores.to(batch.images.device), explanation.target, self.shares, (self.mode,),
+                                 within)  # fmt: skip
 
     @property
     def params(self) -> dict[str, Any]:
-        return {**super().params, "mode": self.mode, "area_shares": list(self.shares),
+        return {**super().params, "mode": self.mode, "area_shares": list(self.shares), "base": self.base,
                 "features": "the method's own regions"}  # fmt: skip
 
 

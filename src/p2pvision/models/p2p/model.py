@@ -162,7 +162,13 @@ class P2PModel(P2PHubMixin, nn.Module):
         return P2POutput(logits, masks, outputs, tau)
 
     def loss(self, output: P2POutput, labels: Tensor, sparsity_weight: float) -> dict[str, Tensor]:
-        """Cross-entropy on every mask sample + sparsity penalty above tau + covariance penalty."""
+        """Cross-entropy on every mask sample + sparsity penalty above tau + covariance penalty.
+
+        The covariance penalty is ``lambda_cov`` times the mean of ``|E E^T|`` over the pairs of regions that exist
+        in each image. A deliberate difference from the authors' code, which averages over all B*K*K entries,
+        empty slots (zeros) included: there the penalty shrinks with the share of occupied slots, so its weight
+        depends on ``max_regions`` and on how many superpixels each image gets; here it does not.
+        """
         samples = output.masks.shape[1]
         ce = F.cross_entropy(output.logits, labels.repeat_interleave(samples))
         p_bar, tau = output.regions.expected_kept, output.tau
