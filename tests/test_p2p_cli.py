@@ -1,5 +1,6 @@
 """p2pvision train / evaluate / predict end to end on a tiny model."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -9,6 +10,7 @@ import yaml
 from PIL import Image
 
 from p2pvision.cli import main
+from p2pvision.models.p2p import P2PModel, load_p2p, save_p2p
 
 TINY = {
     "name": "tiny-cli",
@@ -35,26 +37,34 @@ def checkpoint(tmp_path_factory):
 
 
 def test_evaluate_prints_and_writes_every_metric(checkpoint, tmp_path, capsys):
-    assert main(["evaluate", str(checkpoint), "--delta", "0.5", "0.99", "--out", str(tmp_path)]) == 0
+    trained = load_p2p(checkpoint)
+    additive_model = P2PModel(dataclasses.replace(trained.config, tau_conditioning="additive"))
+    additive = save_p2p(additive_model, tmp_path / "additive")
+    assert main(["evaluate", str(checkpoint), "--delta", "0.5", "0.99", "--tau", "0.3", "--compare", str(additive),
+                 "--out", str(tmp_path / "e")]) == 0  # fmt: skip
     printed = capsys.readouterr().out
     assert "test split, 24 images" in printed and "precision↑" in printed and "deletion@10↓" in printed
-    report = json.loads((tmp_path / "evaluation.json").read_text())["report"]
-    for delta in ("0.5", "0.99"):
-        row = report[delta]
+    assert "additive tau=0.3 " in printed
+    report = json.loads((tmp_path / "e" / "evaluation.json").read_text())["report"]
+    settings = ["delta=0.5", "delta=0.99", "tau=0.3"]
+    assert set(report) == {*settings, *(f"additive {setting}" for setting in settings)}
+    for row in report.values():
         for key in ("accuracy", "kept_fraction", "precision", "iou", "pxap", "insertion@5", "deletion@20"):
             assert 0.0 <= row[key] <= 1.0, key
-        assert row["images"] == 24
-    assert report["0.99"]["tau"] >= report["0.5"]["tau"]  # a stricter certainty never needs a smaller budget
-    assert (tmp_path / "evaluation.csv").read_text().startswith("delta,accuracy")
-    assert 0.0 <= report["0.5"]["empty_masks"] <= 1.0
-    with Image.open(tmp_path / "frontier.png") as plot:  # the accuracy-sparsity frontier, per delta
+        assert row["images"] == 24 and 0.0 <= row["empty_masks"] <= 1.0
+    assert report["delta=0.99"]["tau"] >= report["delta=0.5"]["tau"]  # a stricter certainty never needs less budget
+    assert report["tau=0.3"]["tau"] == pytest.approx(0.3) and report["additive tau=0.3"]["tau"] == pytest.approx(0.3)
+    assert (tmp_path / "e" / "evaluation.csv").read_text().startswith("setting,accuracy")
+    with Image.open(tmp_path / "e" / "frontier.png") as plot:  # the accuracy-sparsity frontier, a line per model
         assert plot.width > 1000
-    assert (tmp_path / "frontier.pdf").read_bytes().startswith(b"%PDF")
+    assert (tmp_path / "e" / "frontier.pdf").read_bytes().startswith(b"%PDF")
+    assert main(["evaluate", str(checkpoint), "--delta", "--out", str(tmp_path / "none")]) == 2
+    assert "nothing to evaluate" in capsys.readouterr().err
 
 
 def test_evaluate_and_the_benchmark_give_the_same_numbers(checkpoint, tmp_path):
     assert main(["evaluate", str(checkpoint), "--delta", "0.99", "--images", "12", "--out", str(tmp_path / "e")]) == 0
-    evaluated = json.loads((tmp_path / "e" / "evaluation.json").read_text())["report"]["0.99"]
+    evaluated = json.loads((tmp_path / "e" / "evaluation.json").read_text())["report"]["delta=0.99"]
     assert evaluated["images"] == 12 and (tmp_path / "e" / "report.html").is_file()
     metrics = ["accuracy", "kept_fraction", "tau", "precision", "iou", {"name": "pxap", "normalise": "none"},
                {"name": "p2p_agreement", "mode": "deletion"}]  # fmt: skip
@@ -101,7 +111,7 @@ def test_demo_trains_evaluates_and_explains(tmp_path, capsys):
     config.write_text(yaml.safe_dump({**TINY, "name": "demo-test"}))
     assert main(["demo", "--out", str(tmp_path / "demo"), "--config", str(config)]) == 0
     printed = capsys.readouterr().out
-    assert "Results in" in printed and "| delta |" in printed
+    assert "Results in" in printed and "| setting |" in printed
     for name in ("metrics.md", "metrics.json", "contact_sheet.png", "predictions/predictions.json"):
         assert (tmp_path / "demo" / name).is_file(), name
     assert len(list((tmp_path / "demo" / "predictions").glob("*.png"))) == 8

@@ -58,9 +58,9 @@ def plan_demo(out: Path, config_file: str | Path = "demo") -> DemoPlan:
 
 
 def _markdown_table(report: dict[str, dict[str, float]], keys: list[str], directions: dict[str, bool]) -> str:
-    header = "| delta | " + " | ".join(f"{k} {'↑' if directions[k] else '↓'}" for k in keys) + " |"
+    header = "| setting | " + " | ".join(f"{k} {'↑' if directions[k] else '↓'}" for k in keys) + " |"
     rule = "|---" * (len(keys) + 1) + "|"
-    rows = [f"| {delta} | " + " | ".join(f"{row[k]:.3f}" for k in keys) + " |" for delta, row in report.items()]
+    rows = [f"| {setting} | " + " | ".join(f"{row[k]:.3f}" for k in keys) + " |" for setting, row in report.items()]
     return "\n".join([header, rule, *rows]) + "\n"
 
 

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from p2pvision.cli.arguments import budget, certainty, output_folder, positive_int
+from p2pvision.errors import P2PVisionError
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -72,19 +73,24 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from p2pvision.cli.inputs import check_checkpoint_exists
 
-    check_checkpoint_exists(args.checkpoint)  # before torch loads
+    if not args.delta and not args.tau:
+        raise P2PVisionError("nothing to evaluate: give certainties (--delta 0.9 0.99) or budgets (--tau 0.1 0.2)")
+    for checkpoint in [args.checkpoint, *args.compare]:
+        check_checkpoint_exists(checkpoint)  # before torch loads
 
     from p2pvision.benchmark.evaluate import evaluate_checkpoint
 
-    deltas = tuple(args.delta)
-    report = evaluate_checkpoint(args.checkpoint, args.out, args.split, deltas, data=args.data,
-                                 batch_size=args.batch_size, images=args.images)  # fmt: skip
+    report = evaluate_checkpoint(args.checkpoint, args.out, args.split, tuple(args.delta), data=args.data,
+                                 batch_size=args.batch_size, images=args.images, taus=tuple(args.tau),
+                                 compare=args.compare)  # fmt: skip
     directions = report.pop("directions")
-    keys = [key for key in directions if key in report[str(deltas[0])]]
-    print(f"{args.split} split, {report[str(deltas[0])]['images']} images; arrows: direction of better")
-    print("delta  " + " ".join(f"{key + ('↑' if directions[key] else '↓'):>13}" for key in keys))
-    for delta in deltas:
-        print(f"{delta:<6} " + " ".join(f"{report[str(delta)][key]:>13.4f}" for key in keys))
+    first = next(iter(report.values()))
+    keys = [key for key in directions if key in first]
+    width = max(len("setting"), *(len(setting) for setting in report))
+    print(f"{args.split} split, {first['images']} images; arrows: direction of better")
+    print(f"{'setting':<{width}} " + " ".join(f"{key + ('↑' if directions[key] else '↓'):>13}" for key in keys))
+    for setting, row in report.items():
+        print(f"{setting:<{width}} " + " ".join(f"{row[key]:>13.4f}" for key in keys))
     out = Path(args.out).resolve()
     print(f"tables: {out / 'evaluation.json'}, {out / 'evaluation.csv'}; frontier plot: {out / 'frontier.png'}; "
           f"report: {out / 'report.html'}")
@@ -146,7 +152,13 @@ def add_checkpoint_commands(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("checkpoint", help="a P2P model folder")
     evaluate.add_argument("--data", nargs="*", default=[], metavar="KEY=VALUE", help="data overrides, e.g. root=DIR")
     evaluate.add_argument("--split", choices=["train", "val", "test"], default="test")
-    evaluate.add_argument("--delta", type=certainty, nargs="+", default=[0.8, 0.9, 0.95, 0.99])
+    evaluate.add_argument("--delta", type=certainty, nargs="*", default=[0.8, 0.9, 0.95, 0.99],
+                          help="certainties for the per-image tau search, one frontier point each")  # fmt: skip
+    evaluate.add_argument("--tau", type=budget, nargs="*", default=[],
+                          help="fixed budgets tau (no search), one frontier point each, e.g. 0.05 0.1 0.2")  # fmt: skip
+    evaluate.add_argument("--compare", nargs="*", default=[], metavar="CHECKPOINT",
+                          help="other P2P models of the same data (e.g. model.tau_conditioning=additive) on the same "
+                               "settings and plot")  # fmt: skip
     evaluate.add_argument("--batch-size", type=positive_int, default=64)
     evaluate.add_argument(
         "--images", type=positive_int, default=None, help="evaluate the first N images of the split only"

@@ -100,29 +100,36 @@ def explanation_figure(
     return path
 
 
-def frontier_figure(report: dict[str, dict[str, float]], title: str = "") -> plt.Figure:
-    """The accuracy-sparsity frontier of a P2P evaluation: accuracy and localisation precision against the hard
-    kept fraction, one point per setting (``report``: ``{"0.9": {"accuracy": .., "kept_fraction": .., ...}}``,
-    e.g. one per delta), each labelled with its setting and, where any, its share of empty masks."""
-    panels = [key for key in ("accuracy", "precision") if all(key in row for row in report.values())]
-    figure, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), constrained_layout=True,
+def frontier_figure(series: dict[str, dict[str, dict[str, float]]], title: str = "") -> plt.Figure:
+    """The accuracy-sparsity frontier of P2P evaluations: accuracy and localisation precision against the hard kept
+    fraction. ``series`` maps a model's label to its settings (``{"δ 0.9": {"accuracy": .., "kept_fraction": ..,
+    ...}, "τ 0.1": {...}}``); each model is one line through its points sorted by kept fraction, each point labelled
+    with its setting and, where any, its share of empty masks."""
+    rows = [row for settings in series.values() for row in settings.values()]
+    panels = [key for key in ("accuracy", "precision") if all(key in row for row in rows)]
+    figure, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.8), constrained_layout=True,
                                 squeeze=False)  # fmt: skip
-    ordered = sorted(report.items(), key=lambda item: item[1]["kept_fraction"])
-    kept = [row["kept_fraction"] for _, row in ordered]
-    for axis, key in zip(axes[0], panels, strict=True):
-        values = [row[key] for _, row in ordered]
-        axis.plot(kept, values, marker="o", color="#4c72b0")
+    colours = [plt.get_cmap("tab10")(index) for index in range(10)]
+    for panel, (axis, key) in enumerate(zip(axes[0], panels, strict=True)):
         labels: dict[tuple[float, float], list[str]] = {}  # settings at the same point share one label
-        for (setting, row), x, y in zip(ordered, kept, values, strict=True):
-            empty = row.get("empty_masks", 0.0)
-            label = setting + (f" ({empty:.0%} empty)" if empty else "")
-            labels.setdefault((round(x, 3), round(y, 3)), []).append(label)
+        for colour, (name, settings) in zip(colours, series.items()):
+            ordered = sorted(settings.items(), key=lambda item: item[1]["kept_fraction"])
+            kept = [row["kept_fraction"] for _, row in ordered]
+            values = [row[key] for _, row in ordered]
+            axis.plot(kept, values, marker="o", color=colour, label=name if panel == 0 else None)
+            for (setting, row), x, y in zip(ordered, kept, values, strict=True):
+                empty = row.get("empty_masks", 0.0)
+                labels.setdefault((round(x, 3), round(y, 3)), []).append(
+                    setting + (f" ({empty:.0%} empty)" if empty else ""))  # fmt: skip
         for number, ((x, y), names) in enumerate(labels.items()):  # labels alternate below and above their points
             offset = (6, -6 - 8 * len(names)) if number % 2 == 0 else (6, 4)
             axis.annotate("\n".join(names), (x, y), textcoords="offset points", xytext=offset, fontsize=7)
+        lowest = min(row[key] for row in rows)
         axis.set(xlabel="hard kept fraction of the pixels", ylabel=key, xlim=(0, 1.02),
-                 ylim=(0, 1.02) if key != "accuracy" else (min(values) - 0.05, 1.0))  # fmt: skip
+                 ylim=(0, 1.02) if key != "accuracy" else (max(0.0, lowest - 0.05), 1.0))  # fmt: skip
         axis.grid(alpha=0.3)
+    if len(series) > 1:
+        figure.legend(loc="outside lower center", fontsize=7, ncols=min(2, len(series)))
     if title:
         figure.suptitle(title, fontsize=9)
     return figure
