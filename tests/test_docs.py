@@ -55,7 +55,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def page_text(site: Path, page: str) -> str:
-    return (site / page / "index.html").read_text(encoding="utf-8")
+    return (site / f"{page}.html").read_text(encoding="utf-8")
 
 
 def code_spans(text: str) -> set[str]:
@@ -69,10 +69,9 @@ def code_spans(text: str) -> set[str]:
 
 def test_every_page_of_the_site_is_built(site: Path) -> None:
     for page in PAGES:
-        built = site / (page.removesuffix(".md").removesuffix("index")) / "index.html"
-        assert built.is_file(), f"{page} was not built"
+        assert (site / page.replace(".md", ".html")).is_file(), f"{page} was not built"
     for page in ("reference/cli", "reference/config", "reference/names", "reference/api/models"):
-        assert (site / page / "index.html").is_file()
+        assert (site / f"{page}.html").is_file()
 
 
 def parser_commands(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> list[tuple[tuple[str, ...], list, Any]]:
