@@ -54,15 +54,16 @@ def test_the_mask_follows_tau_and_delta_picks_the_tau_the_model_searches(model, 
     finally:
         del model.selector.features, model.classify_regions
     assert len(calls) == 1  # the selector backbone ran once; each tau re-ran only the head (and the classifier)
-    # The classifier ran once per distinct mask: the empty one at 0.3, then the full one in the curve over the grid.
+    # The classifier ran once per distinct mask: the top region alone at 0.3 (every mu < 0, and the hard mask keeps
+    # at least one region), then the full one in the curve over the grid.
     assert classified == [1, 1]
     assert [view["classified"] for view in (below, above, again)] == [True, False, False]
-    assert (below["kept_regions"], below["kept_fraction"]) == (0, 0.0)
+    assert (below["kept_regions"], below["kept_fraction"]) == (1, 1 / 16)
     assert (above["kept_regions"], above["regions"], above["kept_fraction"]) == (16, 16, 1.0)
     assert explorer.overlay("0", 0) != explorer.overlay("0", 1)
     curve = above["curve"]
     assert [point["tau"] for point in curve] == list(model.config.tau_grid)
-    assert [point["kept_fraction"] for point in curve] == [float(p["tau"] > THRESHOLD) for p in curve]
+    assert [point["kept_fraction"] for point in curve] == [1.0 if p["tau"] > THRESHOLD else 1 / 16 for p in curve]
     image, regions = explorer.entries["0"].image, explorer.entries["0"].regions
     for tau in (0.3, 0.7):  # the curve and the view agree with the model's own explanation at that tau
         own = model.explain(image, regions=regions, tau=tau)
@@ -153,7 +154,7 @@ def test_the_http_api_answers_refuses_and_downloads(model, explorer: Explorer) -
         status, _, body = call(url, "POST", f"/api/images?name={quote(INJECTED)}", png(), {"Content-Type": "image/png"})
         added = json.loads(body)
         assert status == 201 and added["name"] == INJECTED
-        assert json.loads(call(url, "GET", f"/api/view/{added['id']}?tau=0.1")[2])["kept_regions"] == 0
+        assert json.loads(call(url, "GET", f"/api/view/{added['id']}?tau=0.1")[2])["kept_regions"] == 1
         uploads = {  # (body, headers) -> (status, message)
             "garbage": ((b"not an image", {"Content-Type": "application/octet-stream"}),
                         (400, "cannot load image 'notes.png'")),

@@ -9,8 +9,8 @@ import torch
 from p2pvision.errors import ConfigError, WeightsError
 from p2pvision.models.p2p import P2PConfig, P2PModel, load_p2p, save_p2p
 from p2pvision.models.p2p.model import RegionOutputs, relaxed_bernoulli, straight_through
-from p2pvision.models.p2p.search import MaskEvaluator
-from p2pvision.regions import make_partitioner, partition_batch
+from p2pvision.models.p2p.search import MaskEvaluator, hard_keep
+from p2pvision.regions import make_partitioner, partition_batch, region_areas
 
 TINY = dict(
     num_classes=4,
@@ -174,7 +174,7 @@ def _plain_walk(model, images, regions, delta):
     for value in model.config.tau_grid:
         scores, outputs = model.classify_at(features, images, regions, torch.full((len(images),), value))
         certain.append(scores.softmax(-1).amax(-1) >= delta)
-        masks.append((outputs.logits > 0) & (outputs.areas > 0))
+        masks.append(model.hard_keep(outputs.logits, outputs.areas))
         logits.append(scores)
     certain, masks, logits = torch.stack(certain, 1), torch.stack(masks, 1), torch.stack(logits, 1)
     first = torch.where(certain.any(1), certain.float().argmax(1), torch.tensor(len(model.config.tau_grid) - 1))
@@ -258,7 +258,7 @@ def test_explain_returns_the_input_the_classifier_saw(model, batch):
     result = model.explain(images, regions=regions, tau=0.4)
     assert result.predicted.shape == (6,) and result.probabilities.shape == (6, 4)
     assert torch.equal(result.target, result.predicted) and result.method == "p2p"
-    kept_regions = result.scores > 0.5
+    kept_regions = model.hard_keep(torch.logit(result.scores.float()), region_areas(regions, 16))
     assert torch.equal(result.keep, torch.stack([kept_regions[i][regions[i]] for i in range(6)]))
     assert torch.allclose(result.kept_fraction, result.keep.flatten(1).double().mean(1))
     features = model.selector.features(images)
@@ -271,6 +271,25 @@ def test_explain_returns_the_input_the_classifier_saw(model, batch):
     assert "correlation" not in record and record["params"]["tau"] == 0.4
     searched = model.explain(images)  # regions from the configured partition
     assert torch.equal(searched.regions, regions) and (searched.extras["tau"] >= 0.05).all()
+
+
+def test_the_hard_mask_keeps_at_least_the_top_regions(batch):
+    logits = torch.tensor([[-1.0, -3.0, 2.0, 0.5], [-1.0, -0.2, -5.0, -0.1]])
+    areas = torch.tensor([[4, 4, 4, 4], [4, 4, 0, 4]])
+    assert hard_keep(logits, areas, 1).tolist() == [[False, False, True, True], [False, False, False, True]]
+    assert hard_keep(logits, areas, 2)[1].tolist() == [False, True, False, True]  # an absent region never
+    assert hard_keep(logits, areas, 0)[1].tolist() == [False] * 4  # the authors' rule: may be empty
+    assert hard_keep(logits, areas, 9).sum(-1).tolist() == [4, 3]  # at most the present regions
+    images, regions = batch
+    torch.manual_seed(0)
+    dropping = P2PModel(P2PConfig(**TINY, initial_keep_logit=-50.0)).eval()  # every mu < 0
+    for minimum, kept in ((1, 1), (0, 0)):
+        dropping.config.min_kept_regions = minimum
+        result = dropping.explain(images, regions=regions, tau=0.05)
+        assert (result.keep.flatten(1).sum(1) == kept * 64).all()  # one 8x8 grid cell, or none
+        features = dropping.selector.features(images)
+        logits, _ = dropping.classify_at(features, images, regions, torch.full((6,), 0.05))
+        assert torch.allclose(result.probabilities, logits.softmax(-1), atol=1e-6)
 
 
 def test_checkpoint_round_trip_and_clear_errors(model, batch, tmp_path):

@@ -235,7 +235,7 @@ class Explorer:
         features = entry.features.expand(count, *entry.features.shape[1:])
         regions = entry.regions.expand(count, -1, -1)
         outputs = self.model.region_outputs(features, regions, taus)
-        masks = (outputs.logits > 0) & (outputs.areas > 0)
+        masks = self.model.hard_keep(outputs.logits, outputs.areas)
         keys = [mask.cpu().numpy().tobytes() for mask in masks]
         new = list(dict.fromkeys(key for key in keys if key not in entry.logits_by_mask))
         if new:
@@ -245,10 +245,9 @@ class Explorer:
             entry.logits_by_mask.update(zip(new, logits.float()))
         return torch.stack([entry.logits_by_mask[key] for key in keys]), outputs, len(new)
 
-    @staticmethod
-    def _kept_fraction(entry: Entry, logits: Tensor, areas: Tensor) -> Tensor:
+    def _kept_fraction(self, entry: Entry, logits: Tensor, areas: Tensor) -> Tensor:
         assert entry.regions is not None
-        kept = (logits > 0) & (areas > 0)
+        kept = self.model.hard_keep(logits, areas)
         return (areas * kept).sum(-1).float() / entry.regions[0].numel()
 
     def view(self, image_id: str, tau: float) -> dict[str, Any]:
@@ -261,7 +260,7 @@ class Explorer:
             logits, outputs, classified = self._classify(entry, torch.tensor([float(tau)], device=self.device))
             probabilities = logits[0].float().softmax(-1)
             areas, region_logits = outputs.areas[0], outputs.logits[0]
-            kept = (region_logits > 0) & (areas > 0)
+            kept = self.model.hard_keep(region_logits[None], areas[None])[0]
             assert entry.image is not None and entry.regions is not None
             keep = kept[entry.regions[0]].cpu().numpy()
             pixels = (entry.image[0].permute(1, 2, 0).clamp(0, 1) * 255).round().byte().cpu().numpy()

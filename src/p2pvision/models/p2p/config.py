@@ -95,6 +95,9 @@ class P2PConfig:
     # Regions.
     partition: Partition = field(default_factory=_default_partition)
     max_regions: PositiveInt = 100
+    # The hard (test-time) mask keeps at least this many regions, the highest mu, when fewer have mu > 0: an empty
+    # input explains nothing and its prediction is the classifier's bias (0: allow empty masks, as the authors' code).
+    min_kept_regions: NonNegativeInt = 1
     # Sparsity control.
     tau_mode: Literal["dynamic", "fixed"] = "dynamic"
     fixed_tau: Fraction = 0.2

@@ -7,8 +7,10 @@ Training samples ``z ~ N(mu, Sigma)`` with ``Sigma = E E^T + jitter I`` and rela
 temperature. Because Sigma is low rank plus a diagonal, ``z = mu + E eps_d + sqrt(jitter) eps_K`` (eps_d of
 the embedding size, eps_K of the region count) has exactly that distribution; this replaces the reference's
 Cholesky factorisation of a K x K matrix with growing jitter. At test time the mask is hard: keep region k
-iff ``mu_k > 0``. With dynamic sparsity the smallest tau on a grid whose prediction is at least delta-certain
-is chosen per image; the search re-runs only the head and the classifier, and only for undecided images.
+iff ``mu_k > 0``, and at least ``min_kept_regions`` regions (the largest ``mu``; the authors' code may keep none,
+then the classifier sees a black image). With dynamic sparsity the smallest tau on a grid whose prediction is at
+least delta-certain is chosen per image; the search re-runs only the head and the classifier, and only for
+undecided images.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from p2pvision.models.p2p.search import (
     bisection_search,
     endpoint_search,
     grid_search,
+    hard_keep,
 )
 from p2pvision.models.p2p.selector import Selector
 from p2pvision.regions.ops import region_areas, region_mean, region_to_pixel
@@ -155,8 +158,10 @@ class P2PModel(P2PHubMixin, nn.Module):
             masks = relaxed_bernoulli(z, temperature)
             if hard or self.config.straight_through:
                 masks = straight_through(masks)
-        else:  # the test-time mask (mu > 0), with straight-through gradients of sigmoid(mu / temperature)
-            masks = straight_through(torch.sigmoid(outputs.logits / temperature))[:, None]
+        else:  # the test-time mask, with straight-through gradients of sigmoid(mu / temperature)
+            soft = torch.sigmoid(outputs.logits / temperature)
+            kept = self.hard_keep(outputs.logits, outputs.areas).to(soft.dtype)
+            masks = (kept + soft - soft.detach())[:, None]
         masks = masks * (outputs.areas[:, None] > 0)
         logits = self.classify_regions(images, regions, masks)
         return P2POutput(logits, masks, outputs, tau)
@@ -191,8 +196,12 @@ class P2PModel(P2PHubMixin, nn.Module):
     ) -> tuple[Tensor, RegionOutputs]:
         """Class logits with hard masks (keep ``mu > 0``) at budgets ``tau`` (B,), running the head at image size."""
         outputs = self.region_outputs(features, regions, tau)
-        masks = ((outputs.logits > 0) & (outputs.areas > 0)).to(images.dtype)[:, None]
+        masks = self.hard_keep(outputs.logits, outputs.areas).to(images.dtype)[:, None]
         return self.classify_regions(images, regions, masks), outputs
+
+    def hard_keep(self, logits: Tensor, areas: Tensor) -> Tensor:
+        """The test-time hard mask (B, K): regions with ``mu > 0``, at least ``config.min_kept_regions`` of them."""
+        return hard_keep(logits, areas, self.config.min_kept_regions)
 
     @torch.no_grad()
     def prepare_query(self, images: Tensor, regions: Tensor) -> TauQuery:
@@ -290,7 +299,7 @@ class P2PModel(P2PHubMixin, nn.Module):
             self.train(was_training)
         areas = region_areas(regions, self.config.max_regions)
         present = areas > 0
-        kept = (search.region_logits > 0) & present
+        kept = self.hard_keep(search.region_logits, areas)
         probabilities = search.logits.float().softmax(-1)
         predicted = probabilities.argmax(-1)
         scores = torch.sigmoid(search.region_logits.float()) * present

@@ -73,6 +73,21 @@ class SearchResult:
     evaluations: Tensor  # (B,) classifier passes spent on each image
 
 
+def hard_keep(logits: Tensor, areas: Tensor, min_regions: int = 1) -> Tensor:
+    """The test-time hard mask (B, K) from region logits ``mu`` and areas (B, K): the present regions with
+    ``mu > 0``; an image that keeps fewer than ``min_regions`` keeps its ``min_regions`` present regions of largest
+    ``mu`` instead (all of them if it has fewer)."""
+    present = areas > 0
+    kept = (logits > 0) & present
+    short = kept.sum(-1) < min_regions
+    if min_regions > 0 and bool(short.any()):
+        count = min(min_regions, logits.shape[-1])
+        ranked = logits.masked_fill(~present, float("-inf")).topk(count, dim=-1).indices
+        top = torch.zeros_like(kept).scatter_(-1, ranked, True) & present
+        kept = torch.where(short[:, None], kept | top, kept)
+    return kept
+
+
 class SearchModel(Protocol):
     """What a search needs of a P2P model."""
 
@@ -105,7 +120,7 @@ class MaskEvaluator:
     def masks(self, rows: Tensor, points: Tensor) -> Tensor:
         """Hard masks (len(rows), K) of images ``rows`` at grid indices ``points`` (the cached head only)."""
         outputs = self.model.query_outputs(self.query.subset(rows), self.grid[points])
-        return (outputs.logits > 0) & (outputs.areas > 0)
+        return hard_keep(outputs.logits, outputs.areas, self.model.config.min_kept_regions)
 
     def confidences(self, rows: Tensor, points: Tensor) -> Tensor:
         """Top class probability of images ``rows`` at grid indices ``points`` (classifying where not yet known)."""
