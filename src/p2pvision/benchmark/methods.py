@@ -149,7 +149,8 @@ class P2PMethod(Method):
     """P2P from ``checkpoint`` (may contain ``{dataset}``, ``{seed}``), or trained per data set and seed on the
     benchmark's data: the model and train sections of the training ``config`` (e.g. ``semisynthetic_object``)
     updated with ``model`` and ``train``. Predicts with the tau search at certainty ``delta`` (the model's own by
-    default) or a fixed ``tau``."""
+    default) or a fixed ``tau``; the search is ``model.explain``'s default (``endpoints``) unless ``search`` names
+    another (``grid``: the exhaustive reference)."""
 
     kind = "p2p"
     options = ("checkpoint", "config", "model", "train", "delta", "tau", "search")
@@ -173,8 +174,8 @@ class P2PMethod(Method):
         _check_classes(self.name, self.model.config.num_classes, context)
 
     def explain(self, images: Tensor) -> Explanation:
-        return self.model.explain(images, delta=self.spec.get("delta"), tau=self.spec.get("tau"),
-                                  method=self.spec.get("search", "grid"))  # fmt: skip
+        search = {"method": self.spec["search"]} if self.spec.get("search") else {}
+        return self.model.explain(images, delta=self.spec.get("delta"), tau=self.spec.get("tau"), **search)
 
     @property
     def classifier(self) -> nn.Module:
