@@ -64,19 +64,20 @@ def interleaved(arms: dict[str, Callable[[], object]], rounds: int) -> dict[str,
     return seconds
 
 
-def inference_table(model: P2PModel, images: torch.Tensor, rounds: int, label: str) -> None:
-    """Print explain (per search method) vs one plain classifier forward on ``images``, interleaved."""
+def inference_table(model: P2PModel, images: torch.Tensor, rounds: int, label: str, delta: float) -> None:
+    """Print explain at certainty ``delta`` (per search method) vs one plain classifier forward on ``images``,
+    interleaved."""
     model.eval()
     arms = {"plain classifier forward": lambda: model.classifier(images)}
     for method in METHODS:
-        arms[f"explain, {method} search"] = lambda method=method: model.explain(images, method=method)
+        arms[f"explain, {method} search"] = lambda method=method: model.explain(images, delta=delta, method=method)
     loads = [load_average()]
     with torch.no_grad():
         seconds = interleaved(arms, rounds)
     loads.append(load_average())
     reference = statistics.median(seconds["plain classifier forward"])
-    print(f"\n{label}: batch {len(images)} at {images.shape[-1]} px, {rounds} rounds, load {loads[0]:.2f} -> "
-          f"{loads[1]:.2f}")  # fmt: skip
+    print(f"\n{label}: delta {delta}, batch {len(images)} at {images.shape[-1]} px, {rounds} rounds, load "
+          f"{loads[0]:.2f} -> {loads[1]:.2f}")  # fmt: skip
     print("| arm | min ms | median ms | median / plain forward |")
     print("|---|---:|---:|---:|")
     for name, values in seconds.items():
@@ -84,7 +85,7 @@ def inference_table(model: P2PModel, images: torch.Tensor, rounds: int, label: s
               f"{statistics.median(values) / reference:.2f} |")  # fmt: skip
 
 
-def plain_grid_tau(model: P2PModel, images: torch.Tensor, regions: torch.Tensor) -> torch.Tensor:
+def plain_grid_tau(model: P2PModel, images: torch.Tensor, regions: torch.Tensor, delta: float) -> torch.Tensor:
     """The spec's answer computed the straightforward way: every image at every grid tau with the full-resolution
     head (``classify_at``), then the smallest delta-certain tau (the largest where none is)."""
     grid = torch.tensor(model.config.tau_grid)
@@ -92,13 +93,13 @@ def plain_grid_tau(model: P2PModel, images: torch.Tensor, regions: torch.Tensor)
         features = model.selector.features(images)
         certain = torch.stack([
             model.classify_at(features, images, regions, torch.full((len(images),), float(tau)))[0].softmax(-1).amax(-1)
-            >= model.config.delta for tau in grid.tolist()], 1).cpu()  # fmt: skip
+            >= delta for tau in grid.tolist()], 1).cpu()  # fmt: skip
     first = torch.where(certain.any(1), certain.float().argmax(1), torch.tensor(len(grid) - 1))
     return grid[first]
 
 
 def search_table(model: P2PModel, images: torch.Tensor, regions: torch.Tensor, labels: torch.Tensor,
-                 batch_size: int) -> dict[str, float]:  # fmt: skip
+                 batch_size: int, delta: float) -> dict[str, float]:  # fmt: skip
     """Classifier passes per image, agreement with the grid search and accuracy, for every search method."""
     model.eval()
     results = {method: [] for method in METHODS}
@@ -106,13 +107,14 @@ def search_table(model: P2PModel, images: torch.Tensor, regions: torch.Tensor, l
     for start in range(0, len(images), batch_size):
         part = slice(start, start + batch_size)
         for method in METHODS:
-            results[method].append(model.explain(images[part], regions=regions[part], method=method).cpu())
-        plain.append(plain_grid_tau(model, images[part], regions[part]))
+            results[method].append(model.explain(images[part], regions=regions[part], delta=delta,
+                                                 method=method).cpu())  # fmt: skip
+        plain.append(plain_grid_tau(model, images[part], regions[part], delta))
     reference_tau = torch.cat([result.extras["tau"] for result in results["grid"]])
     reference_class = torch.cat([result.predicted for result in results["grid"]])
     same_as_plain = float((reference_tau == torch.cat(plain)).float().mean())
     figures: dict[str, float] = {"grid_same_tau_as_full_head_grid": same_as_plain}
-    print(f"\nsearch on {len(images)} test images (delta {model.config.delta}); the grid search picks the same tau "
+    print(f"\nsearch on {len(images)} test images (delta {delta}); the grid search picks the same tau "
           f"as the full-resolution-head grid for {same_as_plain:.1%} of them")  # fmt: skip
     print("| search | classifier passes / image | same tau as grid | same class as grid | accuracy |")
     print("|---|---:|---:|---:|---:|")
@@ -124,7 +126,7 @@ def search_table(model: P2PModel, images: torch.Tensor, regions: torch.Tensor, l
             (predicted == reference_class).float().mean())  # fmt: skip
         accuracy = float((predicted == labels.cpu()).float().mean())
         figures.update({f"evals_{method}": evaluations, f"agreement_{method}": same_tau,
-                        f"accuracy_{method}": accuracy})  # fmt: skip
+                        f"accuracy_{method}": accuracy, "delta": delta})  # fmt: skip
         print(f"| {method} | {evaluations:.2f} | {same_tau:.1%} | {same_class:.1%} | {accuracy:.3f} |")
     return figures
 
@@ -164,6 +166,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=256, help="test images for the search measurements")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--delta", type=float, nargs="+", default=[0.99, 0.9], help="certainties (default: 0.99 0.9)")
     parser.add_argument("--sizes", type=int, nargs="*", default=[], help="further image sizes to time (px)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None, help="also write the search figures to this JSON file")
@@ -188,18 +191,21 @@ def main() -> None:
           f"model {'checkpoint ' + args.checkpoint if args.checkpoint else 'untrained (demo config)'}")  # fmt: skip
 
     batch = images[: args.batch_size]
-    inference_table(model, batch, args.rounds, f"{model.config.image_size} px (the model's)")
-    figures = search_table(model, images, regions, labels, args.batch_size)
+    figures = []
+    for delta in args.delta:
+        inference_table(model, batch, args.rounds, f"{model.config.image_size} px (the model's)", delta)
+        figures.append(search_table(model, images, regions, labels, args.batch_size, delta))
     for size in args.sizes:
         if size == model.config.image_size:
             continue
         other = P2PModel(dataclasses.replace(model.config, image_size=size, classifier_weights=None,
                                              selector_weights=None)).to(device)  # fmt: skip
         resized = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
-        inference_table(other, resized, args.rounds, f"{size} px (untrained model of the same settings)")
+        for delta in args.delta:
+            inference_table(other, resized, args.rounds, f"{size} px (untrained model of the same settings)", delta)
     training_table(model, batch, regions[: args.batch_size], labels[: args.batch_size], args.rounds)
     if args.json:
-        Path(args.json).write_text(json.dumps({**figures, "images": count}, indent=2))
+        Path(args.json).write_text(json.dumps({"searches": figures, "images": count}, indent=2))
 
 
 if __name__ == "__main__":
