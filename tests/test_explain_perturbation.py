@@ -127,3 +127,24 @@ def test_registry() -> None:
         make_explainer("saliency", model)
     with pytest.raises(ConfigError, match="invalid parameters"):
         make_explainer("lime", model, samples=3)
+
+
+def test_meaningful_perturbation_with_an_inpainting_fill_deletes_the_evidence() -> None:
+    """MP-G: the fill of every partly removed pixel (m < 1), blended by the mask, from m = 0.9; Telea fills the red
+    square from its black surroundings, so the evidence is deleted as with the black fill. (From m = 1 with the
+    hole m < 0.5 the hole stayed empty, the fill equalled the image and the mask never moved.)"""
+    images = torch.zeros(1, 3, 16, 16)
+    images[0, 0, 4:8, 4:8] = 1.0  # the only evidence for class 1
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        model[1].bias.copy_(torch.tensor([0.0, -2.0]))
+        model[1].weight[1].view(3, 16, 16)[0] = 0.25
+    explainer = MeaningfulPerturbation(model, TeleaInpaint(), mask_size=4, steps=60, lr=0.2, jitter=0, l1=1e-3, tv=0.0)
+    assert explainer.init == 0.9 and MeaningfulPerturbation(model, BlackFill()).init == 1.0
+    result = explainer.explain(images, 1)
+    mask = result.extras["mask"][0]
+    assert mask[1, 1] < 0.2 and mask[3, 3] > 0.9 and mask[3, 0] > 0.9 and mask[0, 3] > 0.9
+    assert result.params["init"] == 0.9 and result.removal_seconds > 0
+    with pytest.raises(ConfigError, match="init"):
+        MeaningfulPerturbation(model, TeleaInpaint(), init=0.0)

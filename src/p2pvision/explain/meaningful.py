@@ -15,7 +15,7 @@ from p2pvision.config import NonNegativeFloat, NonNegativeInt, PositiveFloat, Po
 from p2pvision.errors import ConfigError
 from p2pvision.explain.base import EXPLAINERS, Attribution, PerturbationExplainer, check_positive, pixel_scores
 from p2pvision.regions import Partitioner
-from p2pvision.removal import BlurFill, Removal, TokenDropping
+from p2pvision.removal import BlurFill, Removal, TokenDropping, blend
 
 
 def total_variation(masks: Tensor, beta: float) -> Tensor:
@@ -31,11 +31,22 @@ class MeaningfulPerturbation(PerturbationExplainer):
     possible while making the target probability small:
 
     ``loss = l1 * |1 - m|_1 + tv * TV_beta(m) + p_target(x * m + fill * (1 - m))``, Adam (``lr``) for ``steps``
-    steps from ``m = 1``, clamped to [0, 1], with the composite shifted by up to ``jitter`` pixels each step.
-    Hole-dependent fills (inpainting) are recomputed every step on ``m < 0.5`` and treated as constants.
-    The attribution is ``1 - m``. Defaults follow Agarwal & Nguyen (28², lr 0.1, l1 1e-4, tv 1e-2, beta 3, jitter
-    4, blur sigma 10) but with 100 steps; their 300 are the ``paper`` preset. Cost: ``steps`` forward+backward
-    evaluations per image, and one forward pass for the target.
+    steps from ``m = init``, clamped to [0, 1], with the composite shifted by up to ``jitter`` pixels each step.
+    The attribution is ``1 - m``.
+
+    Hole-dependent fills (inpainting: MP-G) are recomputed every step for the hole of every pixel removed to any
+    degree (upsampled ``m < 1``: only wholly kept pixels are known to the inpainter) and treated as constants; the
+    composite blends that fill by ``m`` as above. So every partly removed pixel has a gradient ``x - fill``, which a
+    fill of the hole ``m < 0.5`` would not give to pixels with ``m`` in [0.5, 1), and MP-G cannot start from
+    ``m = 1``: there the hole is empty, the fill equals the image and no gradient reaches the mask. ``init`` (None:
+    1 for hole-independent fills, 0.9 for hole-dependent ones, one Adam step of lr 0.1 below 1) starts MP-G with the
+    whole image in the hole: the first step sees the fill of an empty image (its ``empty_value``, grey), cells whose
+    removal does not lower the target return to 1 and become known, and the inpainter fills what is left from them.
+    (The authors' MP-G code starts from a random mask instead.)
+
+    Defaults follow Agarwal & Nguyen (28², lr 0.1, l1 1e-4, tv 1e-2, beta 3, jitter 4, blur sigma 10) but with 100
+    steps; their 300 are the ``paper`` preset. Cost: ``steps`` forward+backward evaluations per image, and one
+    forward pass for the target.
     """
 
     name = "meaningful_perturbation"
@@ -58,6 +69,7 @@ class MeaningfulPerturbation(PerturbationExplainer):
         seed: NonNegativeInt = 0,
         value: str | None = None,
         batch_size: PositiveInt = 64,
+        init: float | None = None,
     ) -> None:
         super().__init__(model, BlurFill(10.0) if removal is None else removal, partitioner, value, batch_size)
         if isinstance(self.removal, TokenDropping):
@@ -70,6 +82,10 @@ class MeaningfulPerturbation(PerturbationExplainer):
             raise ConfigError(f"jitter must be >= 0, got {jitter!r}")
         self.jitter = int(jitter)
         self.seed = int(seed)
+        self.hole_dependent = isinstance(self.removal, Removal) and self.removal.hole_dependent
+        if init is not None and not 0 < float(init) <= 1:
+            raise ConfigError(f"init must be in (0, 1], got {init!r}")
+        self.init = float(init) if init is not None else 0.9 if self.hole_dependent else 1.0
 
     def planned_evaluations(self, num_players: int, height: int, width: int) -> int:
         return self.steps + 1
@@ -83,12 +99,15 @@ class MeaningfulPerturbation(PerturbationExplainer):
         batch, _, height, width = images.shape
         generator = torch.Generator().manual_seed(self.seed)
         index = torch.arange(batch, device=images.device)
-        mask = torch.ones(batch, self.mask_size, self.mask_size, device=images.device, requires_grad=True)
+        mask = torch.full((batch, self.mask_size, self.mask_size), self.init, device=images.device, requires_grad=True)
         optimiser = torch.optim.Adam([mask], lr=self.lr)
         with torch.enable_grad():
             for _ in range(self.steps):
                 keep = F.interpolate(mask.unsqueeze(1), size=(height, width), mode="bilinear").squeeze(1)
-                composite = game.compose(index, keep)
+                if self.hole_dependent:  # the fill of every pixel removed to any degree, blended by keep
+                    composite = blend(game.images, keep, game.compose(index, keep.detach() >= 1 - 1e-6))
+                else:
+                    composite = game.compose(index, keep)
                 if self.jitter:
                     top, left = torch.randint(0, self.jitter + 1, (2,), generator=generator).tolist()
                     padded = F.pad(composite, (self.jitter,) * 4, mode="replicate")
