@@ -18,6 +18,7 @@ from p2pvision.cli.explain import add_explain_command
 from p2pvision.cli.train import add_train_command
 from p2pvision.errors import ConfigError, WeightsError
 from p2pvision.removal import GatedInpainter, LamaInpaint, LearnedInpaint, make_removal, save_inpainter
+from p2pvision.removal.learned import harmonic_fill
 from p2pvision.train.inpainter import (
     HOLE_KINDS,
     HoleSettings,
@@ -51,7 +52,8 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 
 
 def test_the_inpainter_learns() -> None:
-    """A tiny network's training loss on 16 crops of the background photos (with their holes) falls by 40%."""
+    """A tiny network's training loss (L1 inside the hole) on 16 crops of the background photos (with their holes)
+    falls by a quarter from its untrained start, the harmonic first fill."""
     config = load_inpainter_experiment("inpainter", TINY)
     crops = photo_crops("train", 16, 16, 0)
     segments = torch.from_numpy(superpixel_maps(crops, config.holes, 0).astype(np.int64))
@@ -61,13 +63,18 @@ def test_the_inpainter_learns() -> None:
     module = InpainterLightning(config.to_dict())
     optimiser = torch.optim.Adam(module.parameters(), lr=0.01)
     losses = []
-    for _ in range(100):
-        loss, errors = module.loss(images, holes)
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        losses.append(float(loss))
-    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:10])
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is faster, and much faster on a busy machine
+    try:
+        for _ in range(100):
+            loss, errors = module.loss(images, holes)
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            losses.append(float(loss))
+    finally:
+        torch.set_num_threads(threads)
+    assert np.mean(losses[-10:]) < 0.75 * np.mean(losses[:10])
     assert torch.isfinite(errors).all() and errors.shape == (16,)
 
 
@@ -186,6 +193,9 @@ def test_learned_removal_errors(tmp_path: Path) -> None:
     (folder / "config.json").write_text(json.dumps({**config, "channels": 6}))
     with pytest.raises(WeightsError, match="cannot be loaded"):
         make_removal(f"learned:{folder}")
+    (folder / "config.json").write_text(json.dumps({**config, "version": 1}))
+    with pytest.raises(WeightsError, match="version 1.*train it again"):
+        make_removal(f"learned:{folder}")
     (folder / "config.json").write_text("{}")
     with pytest.raises(WeightsError, match="not a p2pvision inpainter"):
         make_removal(f"learned:{folder / 'model.safetensors'}")
@@ -205,3 +215,26 @@ def test_explain_cli_with_the_learned_removal(trained: tuple[Path, dict], tmp_pa
     with pytest.raises(ConfigError, match="unknown removal 'learnd'"):
         run(["explain", str(image), "--method", "lime", "--removal", "learnd:x", "--model", "test_resnet",
              "--weights", "none", "--out", str(tmp_path / "out2")])  # fmt: skip
+
+
+def test_the_first_fill_is_harmonic() -> None:
+    """A linear ramp is harmonic: the first fill of a hole in it comes back close to the ramp (far closer than the
+    mean colour), known cells keep their means, and an untrained network's fill is that first fill, upsampled."""
+    ramp = torch.linspace(0, 1, 32).view(1, 1, 1, 32).expand(2, 3, 32, 32).contiguous()
+    known = torch.ones(2, 1, 32, 32)
+    known[0, :, 8:24, 6:26] = 0  # a patch
+    known[1, :, :, 10:20] = 0  # a band across the image
+    fill = harmonic_fill(ramp * known, known, iterations=50, fine_iterations=50)
+    hole = known == 0
+    assert (fill - ramp).abs()[hole.expand_as(ramp)].max() < 0.03
+    mean = (ramp * known).sum((2, 3), keepdim=True) / known.sum((2, 3), keepdim=True)
+    assert (fill - ramp).abs()[hole.expand_as(ramp)].mean() < 0.2 * (mean - ramp).abs()[hole.expand_as(ramp)].mean()
+    assert torch.equal(fill[~hole.expand_as(ramp)], ramp[~hole.expand_as(ramp)])
+    network = GatedInpainter(channels=4, scale=2, dilations=(1,)).eval()
+    with torch.no_grad():
+        network.out.weight.zero_()
+        images = torch.linspace(0, 1, 64).view(1, 1, 1, 64).expand(1, 3, 64, 64).contiguous()
+        holes = torch.zeros(1, 64, 64, dtype=torch.bool)
+        holes[0, 16:48, 16:48] = True
+        filled = network(images, holes)
+    assert (filled - images).abs()[holes.unsqueeze(1).expand_as(images)].max() < 0.05

@@ -8,10 +8,10 @@ SLIC superpixel subsets as LIME and the superpixel games remove, square patches 
 and MoXI remove, smooth blobs as meaningful perturbation's upsampled masks), ``model`` (the network) and ``train``
 (as for P2P: epochs, batch size, learning rate, seed, Lightning's ``trainer`` arguments: CPU, GPU, DDP). Run it with
 ``p2pvision train --config inpainter``: checkpoints every epoch, ``--resume``, and ``out/model`` (safetensors +
-config.json) for ``--removal learned:out/model``. The loss is the L1 error, ``hole_weight`` times heavier inside the
-hole (as in partial-convolution training); at the end the held-out crops are filled by the network, by OpenCV's
-Telea and by the mean colour of the known pixels, and the L1 error inside the hole of each goes to
-``out/metrics.json``.
+config.json) for ``--removal learned:out/model``. The loss is each image's mean L1 error inside the hole (the
+network fills only the hole: the removal keeps the known pixels), averaged over the batch; at the end the held-out
+crops are filled by the network, by OpenCV's Telea and by the mean colour of the known pixels, and the L1 error
+inside the hole of each goes to ``out/metrics.json``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,6 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from p2pvision.cache import atomic_path, write_json
 from p2pvision.config import (
-    Float,
     Fraction,
     Int,
     Name,
@@ -115,9 +114,11 @@ class HoleSettings(Section):
 class InpainterModel(Section):
     """The network (:class:`~p2pvision.removal.learned.GatedInpainter`)."""
 
-    channels: PositiveInt = 32
-    scale: Annotated[Int, Field(ge=1, le=16)] = 4
-    dilations: Annotated[tuple[PositiveInt, ...], Field(min_length=1)] = (2, 4, 8)
+    channels: PositiveInt = 16
+    scale: Annotated[Int, Field(ge=1, le=16)] = 8
+    dilations: Annotated[tuple[PositiveInt, ...], Field(min_length=1)] = (1, 2)
+    iterations: Annotated[Int, Field(ge=0, le=100)] = 8  # Jacobi steps of the harmonic first fill per level
+    fine_iterations: Annotated[Int, Field(ge=0, le=100)] = 2  # at its finest level (2 x 2 pixel cells)
 
 
 class InpainterTrain(Section):
@@ -127,7 +128,6 @@ class InpainterTrain(Section):
     batch_size: PositiveInt = 32
     lr: PositiveFloat = 2e-3
     weight_decay: NonNegativeFloat = 0.0
-    hole_weight: Annotated[Float, Field(ge=1)] = 6.0
     seed: Annotated[Int, Field(ge=0, le=2**32 - 1)] = 0
     loggers: tuple[Literal["csv", "tensorboard"], ...] = ("csv",)
     threads: PositiveInt | None = None
@@ -370,26 +370,25 @@ def hole_l1(filled: Tensor, images: Tensor, holes: Tensor) -> Tensor:
 
 
 class InpainterLightning(L.LightningModule):
-    """The network and its loss: L1 outside the hole plus ``hole_weight`` x L1 inside; holes are drawn per batch
-    from a generator seeded by (seed, epoch, rank, batch), so a resumed run draws what an uninterrupted one would."""
+    """The network and its loss: each image's mean L1 error inside the hole (the held-out score); holes are drawn
+    per batch from a generator seeded by (seed, epoch, rank, batch), so a resumed run draws what an uninterrupted
+    one would."""
 
     def __init__(self, config: dict[str, Any]) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.experiment = InpainterExperiment.model_validate(config)
         settings = self.experiment.model
-        self.network = GatedInpainter(settings.channels, settings.scale, tuple(settings.dilations))
+        self.network = GatedInpainter(
+            settings.channels, settings.scale, tuple(settings.dilations), settings.iterations, settings.fine_iterations
+        )
         self.val_errors: list[Tensor] = []
 
     def loss(self, images: Tensor, holes: Tensor) -> tuple[Tensor, Tensor]:
         """The training loss and the per image L1 inside the hole of the composited fill."""
-        fill = self.network(images, holes)
-        weight = holes.unsqueeze(1).float()
-        error = (fill - images).abs()
-        inside = (error * weight).sum() / (3 * weight.sum()).clamp_min(1)
-        outside = (error * (1 - weight)).sum() / (3 * (1 - weight).sum()).clamp_min(1)
-        composite = torch.where(holes.unsqueeze(1), fill, images)
-        return self.experiment.train.hole_weight * inside + outside, hole_l1(composite, images, holes)
+        composite = torch.where(holes.unsqueeze(1), self.network(images, holes), images)
+        errors = hole_l1(composite, images, holes)
+        return errors.mean(), errors.detach()
 
     def training_step(self, batch: dict[str, Any], batch_index: int) -> Tensor:
         generator = torch.Generator().manual_seed(
