@@ -58,7 +58,7 @@ def explanation_figure(
     image, regions, keep = (np.kron(array, np.ones((factor, factor) + (1,) * (array.ndim - 2), array.dtype))
                             for array in (image, result.regions[0].numpy(), result.keep[0].numpy()))  # fmt: skip
     scores = result.scores[0].numpy()
-    kept = [int(region) for region in np.flatnonzero(scores > 0.5)]
+    kept = [int(region) for region in np.unique(regions[keep])]  # p > 0.5, or the top region of a near-empty mask
     label = class_names[int(result.predicted[0])]
     confidence, tau = float(confidences[0]), float(result.extras["tau"][0])
     figure, axes = plt.subplots(1, 4, figsize=(13, 3.9), constrained_layout=True)
@@ -74,7 +74,7 @@ def explanation_figure(
                          bbox={"boxstyle": "round,pad=0.15", "fc": "#ffc800", "ec": "none", "alpha": 0.85})  # fmt: skip
     shown = axes[2].imshow(scores[regions], cmap="viridis", vmin=0, vmax=1)
     axes[2].contour(keep.astype(float), levels=[0.5], colors="white", linewidths=1.0)
-    axes[2].set_title("selection probability of each region\n(white outline: kept, p > 0.5)", fontsize=10)
+    axes[2].set_title("selection probability of each region\n(white outline: kept)", fontsize=10)
     bar = figure.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.02)
     bar.set_label("sigmoid(mu)", fontsize=8)
     if len(kept):
