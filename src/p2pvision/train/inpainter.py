@@ -117,7 +117,7 @@ class InpainterModel(Section):
     channels: PositiveInt = 16
     scale: Annotated[Int, Field(ge=1, le=16)] = 8
     dilations: Annotated[tuple[PositiveInt, ...], Field(min_length=1)] = (1, 2)
-    iterations: Annotated[Int, Field(ge=0, le=100)] = 8  # Jacobi steps of the harmonic first fill per level
+    iterations: Annotated[Int, Field(ge=0, le=100)] = 4  # Jacobi steps of the harmonic first fill per level
     fine_iterations: Annotated[Int, Field(ge=0, le=100)] = 2  # at its finest level (2 x 2 pixel cells)
 
 
