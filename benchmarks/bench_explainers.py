@@ -8,6 +8,15 @@
 (c) Seconds per image for each perturbation explainer with each fill at reduced settings (stated in the table),
     with the fill's share of the time and the seconds per model evaluation; Grad-CAM(++) once. MoXI's cost is
     in (b) and (d): its evaluations depend on where early stopping ends.
+(e) Overhead: for each perturbation explainer at 224 px (one photo, settings in the table), its time as a user
+    calls ``explain`` (partition included) over (its evaluations x one plain forward per image at batch 64, the
+    explainers' batch size; the fastest of 3 passes in that round); meaningful perturbation's evaluation is a
+    forward+backward pass, so its reference is (steps x one forward+backward of the same batch with respect to the
+    input, as its probe times it) + one plain forward. Grad-CAM against Captum's ``LayerGradCam`` on the same layer
+    (the final feature map, ``bn2``), model,
+    batch and targets, its map upsampled with ``LayerAttribution.interpolate``; weights trainable and frozen. The
+    arms run interleaved in every round (each round's ratio uses that round's reference); min and median over the
+    rounds and the 1-minute load average (/proc/loadavg) at each round are reported.
 (d) Acceptance: on the bundled photos (scikit-image astronaut, chelsea, coffee, rocket; scikit-learn china) at
     224 px on a 14x14 grid with the mean-colour fill (zero after normalisation), how many visible patches each
     method's insertion order needs before the model's own top-1 class returns. Attention rollout runs on a
@@ -15,6 +24,7 @@
 
 Prints Markdown tables; ``--json PATH`` also writes the numbers. Usage:
     python benchmarks/bench_explainers.py [--quick] [--permutations 4] [--json results/bench_explainers.json]
+    python benchmarks/bench_explainers.py --overhead-only [--rounds 3]    # (e) alone
 """
 
 from __future__ import annotations
@@ -31,12 +41,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from captum.attr import LayerAttribution, LayerGradCam
 from PIL import Image
 from skimage import data
 from sklearn.datasets import load_sample_image
 
 from p2pvision.explain import (
     LIME,
+    RISE,
     AttentionRollout,
     GradCAM,
     GradCAMPlusPlus,
@@ -203,6 +215,116 @@ def bench_acceptance(model: torch.nn.Module, names: list[str], images: torch.Ten
     return table
 
 
+def load_average() -> float:
+    """The 1-minute load average (the machine may be shared)."""
+    return float(Path("/proc/loadavg").read_text().split()[0])
+
+
+def overhead_explainers(model: torch.nn.Module) -> dict[str, tuple[Any, str]]:
+    """The perturbation explainers of (e), at settings of 50-200 evaluations per image, with a description."""
+    grid7 = GridPartitioner(7)
+    return {
+        "MoXI(-)": (MoXIMinus(model, "mean", GridPartitioner(14)), "14x14 grid"),
+        "MoXI": (MoXI(model, "mean", GridPartitioner(4), early_stop=False), "4x4 grid, full order"),
+        "sliding patch": (SlidingPatch(model, "mean", grid7, patch=56, stride=24), "56 px windows, stride 24"),
+        "LIME": (LIME(model, "mean", num_samples=100), "SLIC 50, 100 samples"),
+        "RISE": (RISE(model, "mean", num_masks=100), "100 masks"),
+        "Shapley sampling": (ShapleySampling(model, "mean", grid7, num_permutations=2), "7x7, 2 permutations"),
+        "KernelSHAP": (KernelSHAP(model, "mean", grid7, num_samples=100), "7x7, 100 samples"),
+        "meaningful perturbation": (MeaningfulPerturbation(model, None, grid7, steps=10), "10 steps, blur"),
+    }
+
+
+def _plain_forward(model: torch.nn.Module, image: torch.Tensor, batch: int = 64, repeats: int = 3) -> float:
+    """Seconds per image of a plain batched forward pass (``batch`` copies of ``image``): the fastest of ``repeats``
+    passes, so that a pass slowed by other jobs does not flatter the explainers' ratios."""
+    copies = image.expand(batch, -1, -1, -1).clone()
+    seconds = []
+    with torch.no_grad():
+        for _ in range(repeats):
+            started = time.perf_counter()
+            model(copies)
+            seconds.append((time.perf_counter() - started) / batch)
+    return min(seconds)
+
+
+def _forward_backward(model: torch.nn.Module, images: torch.Tensor) -> float:
+    """Seconds of one forward+backward pass of ``images`` with respect to the input (no weight gradients)."""
+    inputs = images.clone().requires_grad_(True)
+    started = time.perf_counter()
+    torch.autograd.grad(model(inputs).amax(dim=1).sum(), inputs)
+    return time.perf_counter() - started
+
+
+def _captum_grad_cam(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Captum's Grad-CAM on EfficientNet's final feature map, upsampled to the images (B,H,W)."""
+    maps = LayerGradCam(model, model.model.bn2).attribute(images, target=targets, relu_attributions=True)
+    return LayerAttribution.interpolate(maps, tuple(images.shape[2:]), "bilinear").squeeze(1).detach()
+
+
+def _set_frozen(model: torch.nn.Module, frozen: bool) -> None:
+    for parameter in model.parameters():
+        parameter.requires_grad_(not frozen)
+
+
+def bench_overhead(model: torch.nn.Module, images: torch.Tensor, rounds: int, cam_batch: int) -> dict[str, Any]:
+    """(e): per round, every arm once (interleaved); ratios of time to the reference measured in the same round."""
+    image = images[1:2]
+    explainers = overhead_explainers(model)
+    cam_images = images[torch.arange(cam_batch) % len(images)]
+    with torch.no_grad():
+        cam_targets = model(cam_images).argmax(dim=1)
+    ratios: dict[str, list[float]] = {name: [] for name in [*explainers, "Grad-CAM", "Grad-CAM (frozen)"]}
+    evaluations: dict[str, float] = {}
+    seconds: dict[str, list[float]] = {name: [] for name in ratios}
+    plain, loads, differences = [], [], []
+    for round_ in range(rounds):
+        loads.append(load_average())
+        forward = _plain_forward(model, image)
+        plain.append(forward)
+        for name, (explainer, _) in explainers.items():
+            progress(f"(e) round {round_ + 1}/{rounds}: {name} (load {load_average():.1f})")
+            result = explainer.explain(image)
+            evaluations[name] = float(result.evaluations[0])
+            elapsed = result.seconds
+            if isinstance(explainer, MeaningfulPerturbation):
+                reference = explainer.steps * _forward_backward(model, image) + forward
+            else:
+                reference = evaluations[name] * forward
+            seconds[name].append(elapsed)
+            ratios[name].append(elapsed / reference)
+        for frozen in (False, True):
+            name = "Grad-CAM (frozen)" if frozen else "Grad-CAM"
+            progress(f"(e) round {round_ + 1}/{rounds}: {name} and Captum's LayerGradCam")
+            _set_frozen(model, frozen)
+            try:
+                arms = [("ours", lambda: GradCAM(model).explain(cam_images, cam_targets).pixel_map),
+                        ("captum", lambda: _captum_grad_cam(model, cam_images, cam_targets))]  # fmt: skip
+                times, maps = {}, {}
+                for arm, run in arms if round_ % 2 == 0 else arms[::-1]:  # alternate which arm goes first
+                    started = time.perf_counter()
+                    maps[arm] = run()
+                    times[arm] = time.perf_counter() - started
+            finally:
+                _set_frozen(model, False)
+            seconds[name].append(times["ours"])
+            ratios[name].append(times["ours"] / times["captum"])
+            scale = float(maps["captum"].abs().max())
+            differences.append(float((maps["ours"] - maps["captum"]).abs().max()) / scale)
+    rows = []
+    for name, values in ratios.items():
+        setting = explainers[name][1] if name in explainers else f"batch {cam_batch}, bn2"
+        rows.append({
+            "method": name, "setting": setting, "evaluations": evaluations.get(name, 1.0),
+            "seconds_median": statistics.median(seconds[name]),
+            "ratio_min": min(values), "ratio_median": statistics.median(values), "ratios": values,
+        })  # fmt: skip
+    return {
+        "rows": rows, "rounds": rounds, "plain_seconds_per_image": plain, "load": loads,
+        "grad_cam_max_relative_difference": max(differences),
+    }  # fmt: skip
+
+
 def bench_rollout_smoke(images: torch.Tensor) -> dict[str, Any]:
     """Rollout on a random-weight ViT-Tiny/16 with token dropping: runs and gives a patch count."""
     progress("(d) rollout smoke test on a random ViT-Tiny")
@@ -216,6 +338,26 @@ def bench_rollout_smoke(images: torch.Tensor) -> dict[str, Any]:
         "patches_needed": patches_needed(game, result.order),
         "seconds_per_image": result.cost.seconds / len(images),
     }
+
+
+def overhead_markdown(overhead: dict[str, Any]) -> str:
+    """The table of (e)."""
+    plain = overhead["plain_seconds_per_image"]
+    lines = [f"### (e) Time over (evaluations x one plain batched forward) at 224 px, {overhead['rounds']} rounds "
+             "interleaved", "",
+             f"Plain forward (batch 64): {min(plain):.3f}-{max(plain):.3f} s per image; load average at the rounds: "
+             + ", ".join(f"{load:.1f}" for load in overhead["load"]) + " (2 cores are fully used at 2.0).", "",
+             "| method (setting) | evaluations/image | median seconds | ratio min | ratio median |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for row in overhead["rows"]:
+        what = "ours / Captum" if row["method"].startswith("Grad-CAM") else f"{row['evaluations']:.0f}"
+        lines.append(f"| {row['method']} ({row['setting']}) | {what} | {row['seconds_median']:.2f} | "
+                     f"{row['ratio_min']:.2f} | {row['ratio_median']:.2f} |")  # fmt: skip
+    lines += ["", "Meaningful perturbation: reference = steps x one forward+backward of the same batch "
+              "(w.r.t. the input) + one plain forward. Grad-CAM rows: time over Captum's LayerGradCam time on the "
+              "same model, batch, layer and targets; largest map difference relative to Captum's largest value: "
+              f"{overhead['grad_cam_max_relative_difference']:.1e}."]  # fmt: skip
+    return "\n".join(lines)
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -267,10 +409,22 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny settings: checks that the script runs")
     parser.add_argument("--permutations", type=int, default=4, help="Shapley permutations in (d) (default: 4)")
     parser.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of (e) (default: 3)")
+    parser.add_argument("--overhead-only", action="store_true", help="run (e) alone")
     args = parser.parse_args()
     torch.manual_seed(0)
     model = create_classifier("tf_efficientnet_lite0", weights="package").eval()
     names, images = bundled_photos(model)
+    if args.overhead_only:
+        started = time.perf_counter()
+        overhead = bench_overhead(model, images, args.rounds, 8)
+        print(overhead_markdown(overhead))
+        print(f"\nbenchmark ran in {time.perf_counter() - started:.0f} s on {os.cpu_count()} CPUs "
+              f"({torch.get_num_threads()} threads)")  # fmt: skip
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps({"overhead": overhead}, indent=2) + "\n")
+        return
     if args.quick:
         names, images = names[:2], images[:2]
     started = time.perf_counter()
@@ -282,9 +436,11 @@ def main() -> None:
         "explainer_fills": bench_explainer_fills(model, images[1:2], ("black", "telea") if args.quick else FILLS),
         "acceptance": bench_acceptance(model, names, images, 1 if args.quick else args.permutations),
         "rollout_smoke": bench_rollout_smoke(images),
+        "overhead": bench_overhead(model, images, 1 if args.quick else args.rounds, 2 if args.quick else 8),
     }  # fmt: skip
     results["seconds"] = time.perf_counter() - started
     print(markdown(results))
+    print("\n" + overhead_markdown(results["overhead"]))
     print(f"\nbenchmark ran in {results['seconds']:.0f} s on {os.cpu_count()} CPUs ({torch.get_num_threads()} threads)")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

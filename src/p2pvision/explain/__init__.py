@@ -27,6 +27,7 @@ _EXPORTS = {
     "MoXI": "p2pvision.explain.moxi",
     "MoXIMinus": "p2pvision.explain.moxi",
     "SlidingPatch": "p2pvision.explain.occlusion",
+    "RISE": "p2pvision.explain.rise",
     "AttentionRollout": "p2pvision.explain.rollout",
     "KernelSHAP": "p2pvision.explain.shapley",
     "ShapleySampling": "p2pvision.explain.shapley",
