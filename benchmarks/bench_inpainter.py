@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from p2pvision.classifier import Classifier
 from p2pvision.data.builtin import SemiSyntheticDataset
@@ -151,7 +151,7 @@ def cost(model: torch.nn.Module, images: torch.Tensor, fills: dict, rounds: int)
 
 def figure(data: dict[str, torch.Tensor], fills: dict, path: Path) -> None:
     """Rows: an image with a hole (the digit; random superpixels; a patch; a blob); columns: the image, the hole
-    (grey), then each fill. Upscaled 3x, nearest neighbour."""
+    (grey), then each fill, named in a header. Upscaled 3x, nearest neighbour."""
     from p2pvision.train.inpainter import HoleSettings, draw_holes
 
     images, masks = data["image"][:4], data["mask"][:4]
@@ -163,7 +163,13 @@ def figure(data: dict[str, torch.Tensor], fills: dict, path: Path) -> None:
     columns += [removal(images, ~holes) for removal in fills.values()]
     grid = torch.cat([torch.cat(list(column), dim=1) for column in columns], dim=2)  # (3, 4*64, cols*64)
     array = (grid.clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    Image.fromarray(array).resize((array.shape[1] * 3, array.shape[0] * 3), Image.NEAREST).save(path)
+    picture = Image.fromarray(array).resize((array.shape[1] * 3, array.shape[0] * 3), Image.NEAREST)
+    labelled = Image.new("RGB", (picture.width, picture.height + 28), "white")  # a header naming each column
+    labelled.paste(picture, (0, 28))
+    draw, width = ImageDraw.Draw(labelled), picture.width // len(columns)
+    for number, name in enumerate(["image", "hole (grey)", *fills]):
+        draw.text((number * width + width // 2, 14), name, fill="black", anchor="mm", font_size=18)
+    labelled.save(path)
 
 
 def main() -> None:
