@@ -74,7 +74,8 @@ def test_sliding_patch_with_inpainting_runs_per_window() -> None:
     assert result.removal_seconds > 0
 
 
-def test_meaningful_perturbation_deletes_the_evidence() -> None:
+def _red_square_case() -> tuple[torch.Tensor, nn.Module]:
+    """A black image with a red square, the only evidence for class 1 of a linear model."""
     images = torch.zeros(1, 3, 16, 16)
     images[0, 0, 4:8, 4:8] = 1.0  # the only evidence for class 1
     model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2))
@@ -82,6 +83,11 @@ def test_meaningful_perturbation_deletes_the_evidence() -> None:
         model[1].weight.zero_()
         model[1].bias.copy_(torch.tensor([0.0, -2.0]))
         model[1].weight[1].view(3, 16, 16)[0] = 0.25  # logit 1 - logit 0 = 2: p = 0.88, not saturated
+    return images, model
+
+
+def test_meaningful_perturbation_deletes_the_evidence() -> None:
+    images, model = _red_square_case()
     explainer = MeaningfulPerturbation(model, BlackFill(), mask_size=4, steps=60, lr=0.2, jitter=0, l1=1e-3, tv=0.0)
     result = explainer.explain(images, 1)
     mask = result.extras["mask"][0]
@@ -133,13 +139,7 @@ def test_meaningful_perturbation_with_an_inpainting_fill_deletes_the_evidence() 
     """MP-G: the fill of every partly removed pixel (m < 1), blended by the mask, from m = 0.9; Telea fills the red
     square from its black surroundings, so the evidence is deleted as with the black fill. (From m = 1 with the
     hole m < 0.5 the hole stayed empty, the fill equalled the image and the mask never moved.)"""
-    images = torch.zeros(1, 3, 16, 16)
-    images[0, 0, 4:8, 4:8] = 1.0  # the only evidence for class 1
-    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 2))
-    with torch.no_grad():
-        model[1].weight.zero_()
-        model[1].bias.copy_(torch.tensor([0.0, -2.0]))
-        model[1].weight[1].view(3, 16, 16)[0] = 0.25
+    images, model = _red_square_case()
     explainer = MeaningfulPerturbation(model, TeleaInpaint(), mask_size=4, steps=60, lr=0.2, jitter=0, l1=1e-3, tv=0.0)
     assert explainer.init == 0.9 and MeaningfulPerturbation(model, BlackFill()).init == 1.0
     result = explainer.explain(images, 1)
