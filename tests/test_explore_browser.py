@@ -42,8 +42,8 @@ def test_the_explorer_page_in_chromium(tmp_path: Path) -> None:
 
         page.locator("#tau").fill("0.3")
         expect(page.locator("#overlay")).to_have_attribute("data-tau", "0.3")
-        expect(page.locator("#overlay")).to_have_attribute("data-kept", "0")
-        assert "kept 0 of 16 regions" in page.text_content("#prediction")
+        expect(page.locator("#overlay")).to_have_attribute("data-kept", "1")  # every mu < 0: the top region alone
+        assert "kept 1 of 16 regions" in page.text_content("#prediction")
         dark = overlay_pixels(page)
         page.locator("#tau").fill("0.7")
         expect(page.locator("#overlay")).to_have_attribute("data-tau", "0.7")
@@ -84,7 +84,7 @@ def test_the_explorer_page_in_chromium(tmp_path: Path) -> None:
             "check that it is an image file"
         )
         page.locator("#tau").fill("0.2")  # the page still works
-        expect(page.locator("#overlay")).to_have_attribute("data-kept", "0")
+        expect(page.locator("#overlay")).to_have_attribute("data-kept", "1")
 
         buffer = io.BytesIO()
         Image.fromarray(np.full((50, 60, 3), 200, np.uint8)).save(buffer, format="PNG")
