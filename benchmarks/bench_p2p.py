@@ -1,9 +1,10 @@
 """P2P speed and search cost, each as a ratio against a reference measured in the same run.
 
-1. Inference, timed as a user calls it: ``model.explain(images)`` (regions computed inside) with each tau search
-   method, against one plain forward pass of the model's classifier on the same images. The model is the untouched
-   checkpoint (nothing below trains it before); the arms alternate within each of ``--rounds`` rounds (order
-   rotated every round); min and median over rounds, /proc/loadavg before each round.
+1. Inference, timed as a user calls it (and, apart, where its time goes: superpixels, selector backbone, one
+   classifier pass on masked images, the search): ``model.explain(images)`` (regions computed inside) with each tau
+   search method, against one plain forward pass of the model's classifier on the same images. The model is the
+   untouched checkpoint (nothing below trains it before); the arms alternate within each of ``--rounds`` rounds
+   (order rotated every round); min and median over rounds, /proc/loadavg before each round.
 2. Search cost and agreement on the test images: classifier passes per image of each search method,
    the share of images where it picks the same tau (and the same class) as ``method="grid"``, the exhaustive
    reference, and the accuracy; and how often that grid search (cached head, unchanged masks skipped) picks the tau
@@ -35,7 +36,7 @@ import torch.nn.functional as F
 
 from p2pvision.models.p2p import P2PModel, load_p2p
 from p2pvision.models.p2p.checkpoint import read_checkpoint_config
-from p2pvision.regions.partition import make_partitioner
+from p2pvision.regions.partition import make_partitioner, partition_batch
 from p2pvision.train.data import build_stage
 from p2pvision.train.experiment import experiment_from_dict, load_experiment
 
@@ -83,6 +84,32 @@ def inference_table(model: P2PModel, images: torch.Tensor, rounds: int, label: s
     for name, values in seconds.items():
         print(f"| {name} | {1e3 * min(values):.1f} | {1e3 * statistics.median(values):.1f} | "
               f"{statistics.median(values) / reference:.2f} |")  # fmt: skip
+
+
+def parts_table(model: P2PModel, images: torch.Tensor, regions: torch.Tensor, rounds: int, delta: float) -> None:
+    """Where explain's time goes, each part over one plain classifier forward of the same batch, interleaved: the
+    superpixels, the selector backbone, one classifier pass on masked images (a random half of the regions kept)
+    and the whole search (regions given). A search that knew each image's answer still pays the first three."""
+    model.eval()
+    partitioner = make_partitioner(**model.config.partition)
+    masks = torch.rand(len(images), 1, model.config.max_regions, generator=torch.Generator().manual_seed(0)) > 0.5
+    masks = masks.to(images.device, images.dtype)
+    arms = {
+        "plain classifier forward": lambda: model.classifier(images),
+        "superpixels": lambda: partition_batch(images, partitioner),
+        "selector backbone": lambda: model.selector.features(images),
+        "one classifier pass on masked images": lambda: model.classify_regions(images, regions, masks),
+        "search (regions given)": lambda: model.search_tau(images, regions, delta=delta),
+    }  # fmt: skip
+    with torch.no_grad():
+        seconds = interleaved(arms, rounds)
+    reference = statistics.median(seconds["plain classifier forward"])
+    print(f"\nwhere explain's time goes: delta {delta}, batch {len(images)}, {rounds} rounds, "
+          f"load {load_average():.2f}")  # fmt: skip
+    print("| part | median ms | median / plain forward |")
+    print("|---|---:|---:|")
+    for name, values in seconds.items():
+        print(f"| {name} | {1e3 * statistics.median(values):.1f} | {statistics.median(values) / reference:.2f} |")
 
 
 def plain_grid_tau(model: P2PModel, images: torch.Tensor, regions: torch.Tensor, delta: float) -> torch.Tensor:
@@ -194,6 +221,7 @@ def main() -> None:
     figures = []
     for delta in args.delta:
         inference_table(model, batch, args.rounds, f"{model.config.image_size} px (the model's)", delta)
+        parts_table(model, batch, regions[: args.batch_size], args.rounds, delta)
         figures.append(search_table(model, images, regions, labels, args.batch_size, delta))
     for size in args.sizes:
         if size == model.config.image_size:
