@@ -79,7 +79,12 @@ def inference_table(model: P2PModel, images: torch.Tensor, rounds: int, label: s
     reference = statistics.median(seconds["plain classifier forward"])
     print(f"\n{label}: delta {delta}, batch {len(images)} at {images.shape[-1]} px, {rounds} rounds, load "
           f"{loads[0]:.2f} -> {loads[1]:.2f}")  # fmt: skip
-    print("| arm | min ms | median ms | median / plain forward |")
+    print_ratios(seconds, reference, "plain forward")
+
+
+def print_ratios(seconds: dict[str, list[float]], reference: float, unit: str) -> None:
+    """A Markdown table of each arm's min and median milliseconds and its median over ``reference`` seconds."""
+    print(f"| arm | min ms | median ms | median / {unit} |")
     print("|---|---:|---:|---:|")
     for name, values in seconds.items():
         print(f"| {name} | {1e3 * min(values):.1f} | {1e3 * statistics.median(values):.1f} | "
@@ -106,10 +111,7 @@ def parts_table(model: P2PModel, images: torch.Tensor, regions: torch.Tensor, ro
     reference = statistics.median(seconds["plain classifier forward"])
     print(f"\nwhere explain's time goes: delta {delta}, batch {len(images)}, {rounds} rounds, "
           f"load {load_average():.2f}")  # fmt: skip
-    print("| part | median ms | median / plain forward |")
-    print("|---|---:|---:|")
-    for name, values in seconds.items():
-        print(f"| {name} | {1e3 * statistics.median(values):.1f} | {statistics.median(values) / reference:.2f} |")
+    print_ratios(seconds, reference, "plain forward")
 
 
 def plain_grid_tau(model: P2PModel, images: torch.Tensor, regions: torch.Tensor, delta: float) -> torch.Tensor:
@@ -180,11 +182,7 @@ def training_table(model: P2PModel, images: torch.Tensor, regions: torch.Tensor,
     seconds = interleaved({"P2P step": p2p_step, "classifier step": classifier_step}, rounds)
     reference = statistics.median(seconds["classifier step"])
     print(f"\ntraining on a copy of the model, batch {len(images)}, {rounds} rounds, load {load_average():.2f}")
-    print("| arm | min ms | median ms | median / classifier step |")
-    print("|---|---:|---:|---:|")
-    for name, values in seconds.items():
-        print(f"| {name} | {1e3 * min(values):.1f} | {1e3 * statistics.median(values):.1f} | "
-              f"{statistics.median(values) / reference:.2f} |")  # fmt: skip
+    print_ratios(seconds, reference, "classifier step")
 
 
 def main() -> None:
