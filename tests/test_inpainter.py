@@ -18,7 +18,7 @@ from p2pvision.cli.explain import add_explain_command
 from p2pvision.cli.train import add_train_command
 from p2pvision.errors import ConfigError, WeightsError
 from p2pvision.removal import GatedInpainter, LamaInpaint, LearnedInpaint, make_removal, save_inpainter
-from p2pvision.removal.learned import harmonic_fill
+from p2pvision.removal.learned import _coarser, _finer, harmonic_fill
 from p2pvision.train.inpainter import (
     HOLE_KINDS,
     HoleSettings,
@@ -238,3 +238,14 @@ def test_the_first_fill_is_harmonic() -> None:
         holes[0, 16:48, 16:48] = True
         filled = network(images, holes)
     assert (filled - images).abs()[holes.unsqueeze(1).expand_as(images)].max() < 0.05
+
+
+@pytest.mark.parametrize("size", [(8, 8), (7, 5), (1, 6)])
+def test_the_pyramid_steps_equal_torchs_pooling_and_interpolation(size: tuple[int, int]) -> None:
+    """The fast pyramid steps are the operators they replace: 2x2 means as ``avg_pool2d(2, ceil_mode=True)``
+    (odd sides included) and the nearest upsampling as ``F.interpolate(mode="nearest")``."""
+    x = torch.rand(2, 3, *size, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(_coarser(x), torch.nn.functional.avg_pool2d(x, 2, ceil_mode=True))
+    for target in [(2 * size[0], 2 * size[1]), (size[0] + 1, size[1] + 3)]:
+        torch.testing.assert_close(_finer(x, torch.Size(target)),
+                                   torch.nn.functional.interpolate(x, size=target, mode="nearest"))  # fmt: skip
