@@ -9,7 +9,7 @@ import torch
 from p2pvision.errors import ConfigError, WeightsError
 from p2pvision.models.p2p import P2PConfig, P2PModel, load_p2p, save_p2p
 from p2pvision.models.p2p.model import RegionOutputs, relaxed_bernoulli, straight_through
-from p2pvision.models.p2p.search import MaskEvaluator, hard_keep
+from p2pvision.models.p2p.search import WALK_STEP, MaskEvaluator, hard_keep
 from p2pvision.regions import make_partitioner, partition_batch, region_areas
 
 TINY = dict(
@@ -199,6 +199,36 @@ def test_grid_search_is_the_plain_grid_answer_classifying_only_changed_masks(var
     assert torch.equal(result.evaluations, expected_passes) and sum(passes) == int(expected_passes.sum())
 
 
+def test_several_points_per_image_in_one_call_classify_each_changed_mask_once(varied, batch, monkeypatch):
+    """The batched walk's step: every image at every grid point in one call gives the logits of the point-by-point
+    reference, one classifier pass per change of an image's mask (its first point included), in batched calls of at
+    most the query's size."""
+    images, regions = batch
+    grid = varied.config.tau_grid
+    features = varied.selector.features(images)
+    reference, masks = [], []
+    for value in grid:
+        logits, outputs = varied.classify_at(features, images, regions, torch.full((len(images),), value))
+        reference.append(logits)
+        masks.append(varied.hard_keep(outputs.logits, outputs.areas))
+    reference, masks = torch.stack(reference, 1), torch.stack(masks, 1)
+    changes = 1 + (masks[:, 1:] != masks[:, :-1]).any(-1).sum(1)
+    assert changes.min() < len(grid) and changes.max() > 1  # some masks repeat along the grid, some change
+    calls = []
+    original = P2PModel.classify_regions
+    monkeypatch.setattr(
+        P2PModel, "classify_regions", lambda self, x, r, m: calls.append(len(x)) or original(self, x, r, m)
+    )
+    evaluator = MaskEvaluator(varied, varied.prepare_query(images, regions), grid)
+    rows = torch.arange(len(images)).repeat_interleave(len(grid))
+    points = torch.arange(len(grid)).repeat(len(images))
+    confidence = evaluator.confidences(rows, points).view(len(images), len(grid))
+    assert torch.allclose(evaluator.logits, reference, atol=1e-5)
+    assert torch.allclose(confidence, reference.softmax(-1).amax(-1), atol=1e-6)
+    assert torch.equal(evaluator.evaluations, changes) and sum(calls) == int(changes.sum())
+    assert calls == [len(images)] * (len(calls) - 1) + [calls[-1]] and len(calls) == math.ceil(sum(calls) / 6)
+
+
 def test_bisection_agrees_when_certainty_grows_with_tau(model, batch, monkeypatch):
     images, regions = batch
     thresholds = torch.tensor([0.05, 0.3, 0.55, 0.8, 1.0, 2.0])  # image i is certain from tau >= thresholds[i]
@@ -208,7 +238,7 @@ def test_bisection_agrees_when_certainty_grows_with_tau(model, batch, monkeypatc
         asked.append(len(rows))
         certain = evaluator.grid[points] >= thresholds[rows] - 1e-6
         evaluator.confidence[rows, points] = torch.where(certain, 1.0, 0.5)
-        evaluator.evaluations[rows] += 1
+        evaluator.evaluations.index_add_(0, rows, torch.ones_like(rows))
 
     monkeypatch.setattr(MaskEvaluator, "_classify", fake_classify)
     grid = model.search_tau(images, regions, delta=0.9, method="grid")
@@ -231,7 +261,7 @@ def test_endpoints_search_matches_the_grid_on_the_curves_it_is_built_for(model, 
 
     def fake_classify(evaluator, rows, points):
         evaluator.confidence[rows, points] = curves[rows, points]
-        evaluator.evaluations[rows] += 1
+        evaluator.evaluations.index_add_(0, rows, torch.ones_like(rows))  # an image may come with several points
 
     monkeypatch.setattr(MaskEvaluator, "_classify", fake_classify)
     grid = model.search_tau(images, regions, delta=0.9, method="grid")
@@ -240,7 +270,8 @@ def test_endpoints_search_matches_the_grid_on_the_curves_it_is_built_for(model, 
     assert grid_points == [0, 7, 4, 19, 12, 19]
     assert [round(t * 20) - 1 for t in endpoints.tau.tolist()] == [0, 7, 4, 19, 19, 19]  # all but the blind spot
     assert endpoints.evaluations[[0, 3, 4]].tolist() == [1, 2, 2]
-    assert endpoints.evaluations[1] <= 2 + math.ceil(math.log2(18)) and endpoints.evaluations[2] == 2 + 4
+    # image 2 walks: its points 1-6 go in one batched call (this fake classifies every point, changed or not)
+    assert endpoints.evaluations[1] <= 2 + math.ceil(math.log2(18)) and endpoints.evaluations[2] == 2 + WALK_STEP
     assert endpoints.evaluations.sum() < grid.evaluations.sum()
 
 
