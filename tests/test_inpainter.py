@@ -249,3 +249,21 @@ def test_the_pyramid_steps_equal_torchs_pooling_and_interpolation(size: tuple[in
     for target in [(2 * size[0], 2 * size[1]), (size[0] + 1, size[1] + 3)]:
         torch.testing.assert_close(_finer(x, torch.Size(target)),
                                    torch.nn.functional.interpolate(x, size=target, mode="nearest"))  # fmt: skip
+
+
+def test_benchmark_cells_with_an_inpainter_are_keyed_by_its_weights(tmp_path: Path) -> None:
+    """A benchmark cell's key holds the digest of the inpainter it removes with: retraining the file at the same
+    path changes the key (the cell is recomputed), other removals and a missing file add nothing."""
+    from p2pvision.benchmark.engine import _keyed
+    from p2pvision.removal import removal_weights_digest
+
+    torch.manual_seed(0)
+    folder = save_inpainter(GatedInpainter(channels=4, scale=2), tmp_path / "model")
+    settings = {"kind": "explainer", "params": {"patch": 16, "removal": f"learned:{folder}"}, "family": "sp"}
+    first = _keyed(settings)["params"]["removal_sha256"]
+    assert first == removal_weights_digest(f"learned:{folder}/model.safetensors") and len(first) == 12
+    torch.manual_seed(1)
+    save_inpainter(GatedInpainter(channels=4, scale=2), folder)  # retrained in place
+    assert _keyed(settings)["params"]["removal_sha256"] != first
+    assert _keyed({"params": {"removal": "telea"}}) == {"params": {"removal": "telea"}}
+    assert _keyed({"removal": f"learned:{tmp_path / 'absent'}"}) == {"removal": f"learned:{tmp_path / 'absent'}"}

@@ -36,6 +36,7 @@ from p2pvision.explanation import Explanation
 from p2pvision.metrics.base import EvalBatch, Metric
 from p2pvision.metrics.registry import make_metric
 from p2pvision.metrics.similarity import MapSimilarity
+from p2pvision.removal import removal_weights_digest
 from p2pvision.report.examples import load_examples, save_examples
 
 LOG = logging.getLogger(__name__)  # progress lines; the CLI prints them
@@ -232,6 +233,21 @@ def seed_similarity(cells: list[dict[str, Any]], out: Path, params: dict[str, An
     return rows
 
 
+def _keyed(settings: Any) -> Any:
+    """``settings`` with the weights digest next to every ``removal: learned:PATH`` / ``lama:PATH`` in them: a cell
+    computed with an inpainter is recomputed when the file at PATH is retrained."""
+    if isinstance(settings, list):
+        return [_keyed(value) for value in settings]
+    if not isinstance(settings, dict):
+        return settings
+    keyed = {key: _keyed(value) for key, value in settings.items()}
+    removal = settings.get("removal")
+    digest = removal_weights_digest(removal) if isinstance(removal, str) else None
+    if digest is not None:
+        keyed["removal_sha256"] = digest
+    return keyed
+
+
 def _similarity_params(spec: DatasetSpec) -> dict[str, Any] | None:
     for metric in spec.metrics:
         if (metric if isinstance(metric, str) else metric.get("name")) == "map_similarity":
@@ -254,9 +270,9 @@ class _Runner:
     def cell_key(self, dataset: DatasetSpec, method: MethodSpec, seed: int) -> str:
         """Hash of everything a cell's result depends on, including the methods it uses (``depends_on``)."""
         names = method.build().depends_on
-        depends = {name: self.config.methods[name].settings for name in names if name in self.config.methods}
+        depends = {name: _keyed(self.config.methods[name].settings) for name in names if name in self.config.methods}
         described = {key: value for key, value in dataclasses.asdict(dataset).items() if key != "seeds"}
-        return params_key({"dataset": described, "method": method.settings, "depends": depends,
+        return params_key({"dataset": described, "method": _keyed(method.settings), "depends": depends,
                            "seed": seed, "stored": self.config.stored_images, "format": CELL_FORMAT})  # fmt: skip
 
     def load(self, spec: MethodSpec, context: Context) -> Method:

@@ -33,7 +33,14 @@ from p2pvision.removal.inpaint import (
     OpenCVInpaint,
     TeleaInpaint,
 )
-from p2pvision.removal.learned import GatedInpainter, LamaInpaint, LearnedInpaint, load_inpainter, save_inpainter
+from p2pvision.removal.learned import (
+    GatedInpainter,
+    LamaInpaint,
+    LearnedInpaint,
+    load_inpainter,
+    save_inpainter,
+    weights_digest,
+)
 from p2pvision.removal.tokens import TokenDropping
 
 # Removals given with a file: ``NAME:PATH``.
@@ -66,6 +73,7 @@ __all__ = [
     "load_inpainter",
     "make_removal",
     "removal_names",
+    "removal_weights_digest",
     "save_inpainter",
     "split_removal",
 ]
@@ -98,3 +106,12 @@ def make_removal(name: str, model: nn.Module | None = None, **params: Any) -> Re
     if REMOVALS.resolve(name) == "mean" and model is not None and "mean" not in params:
         return MeanColourFill.for_model(model)
     return REMOVALS.create(name, **given, **params)
+
+
+def removal_weights_digest(name: str) -> str | None:
+    """The SHA-256 prefix of the weights file that ``learned:PATH`` or ``lama:PATH`` names (what a cached result
+    computed with it depends on, whatever the path); None for other removals and for a file that is not there."""
+    base, given = split_removal(name)
+    if not given:
+        return None
+    return weights_digest(given["path"], lama=REMOVALS.resolve(base) == "lama")

@@ -256,6 +256,15 @@ def file_digest(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+def weights_digest(path: str | os.PathLike[str], lama: bool = False) -> str | None:
+    """:func:`file_digest` of an inpainter's weights (its folder or ``model.safetensors``; with ``lama``, the
+    TorchScript file itself); None where that file is missing."""
+    path = Path(path)
+    if not lama:
+        path = (path.parent if path.name in (WEIGHTS_FILE, CONFIG_FILE) else path) / WEIGHTS_FILE
+    return file_digest(path) if path.is_file() else None
+
+
 class NetworkFill(Removal):
     """Base of fills computed by a network from the image and the hole, batched on the images' device."""
 
