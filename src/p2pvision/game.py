@@ -155,7 +155,7 @@ class RegionGame:
             with torch.no_grad():
                 for start in range(0, count, self.batch_size):
                     index = torch.arange(start, min(start + self.batch_size, count), device=self.images.device)
-                    logits.append(self._forward(self.images[index], index))
+                    logits.append(self._forward(self.images.index_select(0, index), index))
             if logits:
                 self._predicted = torch.cat(logits).argmax(dim=1)
             return self._predicted.clone()
@@ -175,7 +175,7 @@ class RegionGame:
             with torch.no_grad():
                 for start in range(0, len(missing), self.batch_size):
                     index = missing[start : start + self.batch_size]
-                    self._predicted[index] = self._forward(self.images[index], index).argmax(dim=1)
+                    self._predicted[index] = self._forward(self.images.index_select(0, index), index).argmax(dim=1)
         return self._predicted.clone()
 
     def _forward(self, images: Tensor, index: Tensor) -> Tensor:
@@ -197,8 +197,14 @@ class RegionGame:
         if isinstance(self.removal, TokenDropping):
             raise ConfigError("token dropping removes tokens inside the model: it has no composed image")
         started = time.perf_counter()
-        fills = self._fills[index] if self._fills is not None else None
-        composed = masked_inputs(self.images[index], keep, self.removal, self.regions[index], fills)
+        if self._fills is not None:  # a blend, which broadcasts: one image or one fill is not copied n times
+            images = self.images if self.num_images == 1 else self.images.index_select(0, index)
+            fills = self._fills[:1] if self._fills.shape[0] == 1 or self._fills.stride(0) == 0 else None
+            fills = self._fills.index_select(0, index) if fills is None else fills
+            composed = blend(images, keep, fills)
+        else:
+            images, regions = self.images.index_select(0, index), self.regions.index_select(0, index)
+            composed = masked_inputs(images, keep, self.removal, regions)
         self.removal_seconds += time.perf_counter() - started
         return composed
 
@@ -210,7 +216,7 @@ class RegionGame:
     def _masked_logits(self, index: Tensor, keep: Tensor) -> Tensor:
         if isinstance(self.removal, TokenDropping):
             started = time.perf_counter()
-            logits = self.removal.logits(self.model, self.images[index], keep)
+            logits = self.removal.logits(self.model, self.images.index_select(0, index), keep)
             self.forward_seconds += time.perf_counter() - started
             self._count(len(index))
             return logits
@@ -289,7 +295,7 @@ class RegionGame:
         coalitions = coalitions.to(self.images.device)
 
         def keep_of(index: Tensor, sample: Tensor) -> Tensor:
-            return region_to_pixel(coalitions[index, sample], self.regions[index])
+            return region_to_pixel(coalitions[index, sample], self.regions.index_select(0, index))
 
         return self._run((coalitions.shape[0], coalitions.shape[1]), valid, keep_of, grad=False)
 

@@ -129,13 +129,14 @@ def relabel_contiguous(labels: Tensor | np.ndarray) -> Tensor | np.ndarray:
     """Renumber each image's labels to 0..K-1, keeping their order; returns the same type it gets.
 
     The last two axes are one image (H, W); leading axes index images, each relabelled on its own.
-    Works on torch tensors (any device) and NumPy integer arrays (relabelled with ``np.unique``, so that
-    partitioners running in threads stay out of torch's thread pool). Tensors whose labels span at most
-    ``4 * H * W`` values (every region map: labels < max_regions) use a presence table per image: mark the labels
+    Works on torch tensors (any device) and NumPy integer arrays (relabelled in NumPy, so that partitioners running
+    in threads stay out of torch's thread pool). Labels that span at most ``4 * H * W`` values (every region map:
+    labels < max_regions) use a presence table per image: mark the labels
     present (``scatter_``), number them with a cumulative sum and look every pixel up (``gather``), O(H*W) with
     no sort; this is 5-10x faster than a per-row sort on CPU for a batch of 64 label maps, and one to two orders
-    of magnitude faster than ``torch.unique(return_inverse=True)``. Sparser labels (a wider span) use a per-row
-    sort instead, whose memory does not grow with the span.
+    of magnitude faster than ``torch.unique(return_inverse=True)`` (and, in NumPy, several times faster than
+    ``np.unique(return_inverse=True)`` on one 224 px map). Sparser labels (a wider span) use a per-row sort instead
+    (``np.unique`` for arrays), whose memory does not grow with the span.
     """
     if isinstance(labels, np.ndarray):
         if labels.ndim < 2 or labels.dtype.kind not in "iu":
@@ -143,6 +144,14 @@ def relabel_contiguous(labels: Tensor | np.ndarray) -> Tensor | np.ndarray:
         if labels.size == 0:
             return labels.astype(np.int64)
         rows = labels.reshape(-1, labels.shape[-2] * labels.shape[-1])
+        low, high = int(rows.min()), int(rows.max())
+        if labels.dtype != np.uint64 and high - low + 1 <= 4 * rows.shape[1]:  # as for tensors (np.unique sorts)
+            relabelled = np.empty(rows.shape, dtype=np.int64)
+            for row, out in zip(rows.astype(np.int64) - low, relabelled):
+                present = np.zeros(high - low + 1, dtype=bool)
+                present[row] = True
+                np.take(np.cumsum(present, dtype=np.int64) - 1, row, out=out)
+            return relabelled.reshape(labels.shape)
         relabelled = [np.unique(row, return_inverse=True)[1].reshape(-1) for row in rows]
         return np.array(relabelled, dtype=np.int64).reshape(labels.shape)
     if labels.ndim < 2 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
