@@ -146,12 +146,12 @@ def relabel_contiguous(labels: Tensor | np.ndarray) -> Tensor | np.ndarray:
         rows = labels.reshape(-1, labels.shape[-2] * labels.shape[-1])
         low, high = int(rows.min()), int(rows.max())
         if labels.dtype != np.uint64 and high - low + 1 <= 4 * rows.shape[1]:  # as for tensors (np.unique sorts)
-            relabelled = np.empty(rows.shape, dtype=np.int64)
-            for row, out in zip(rows.astype(np.int64) - low, relabelled):
-                present = np.zeros(high - low + 1, dtype=bool)
-                present[row] = True
-                np.take(np.cumsum(present, dtype=np.int64) - 1, row, out=out)
-            return relabelled.reshape(labels.shape)
+            ranks = np.empty(rows.shape, dtype=np.int64)
+            for row, out in zip(rows.astype(np.int64) - low, ranks):
+                seen = np.zeros(high - low + 1, dtype=bool)
+                seen[row] = True
+                np.take(np.cumsum(seen, dtype=np.int64) - 1, row, out=out)
+            return ranks.reshape(labels.shape)
         relabelled = [np.unique(row, return_inverse=True)[1].reshape(-1) for row in rows]
         return np.array(relabelled, dtype=np.int64).reshape(labels.shape)
     if labels.ndim < 2 or labels.dtype.is_floating_point or labels.dtype == torch.bool:
