@@ -10,13 +10,18 @@
     in (b) and (d): its evaluations depend on where early stopping ends.
 (e) Overhead: for each perturbation explainer at 224 px (one photo, settings in the table), its time as a user
     calls ``explain`` (partition included) over (its evaluations x one plain forward per image at batch 64, the
-    explainers' batch size; the fastest of 3 passes in that round); meaningful perturbation's evaluation is a
-    forward+backward pass, so its reference is (steps x one forward+backward of the same batch with respect to the
-    input, as its probe times it) + one plain forward. Grad-CAM against Captum's ``LayerGradCam`` on the same layer
-    (the final feature map, ``bn2``), model,
-    batch and targets, its map upsampled with ``LayerAttribution.interpolate``; weights trainable and frozen. The
-    arms run interleaved in every round (each round's ratio uses that round's reference); min and median over the
-    rounds and the 1-minute load average (/proc/loadavg) at each round are reported.
+    explainers' batch size). The reference is measured next to each arm: one plain pass runs between consecutive
+    arms (and before the first and after the last), and each arm's reference is the faster of the passes right
+    before and right after it, so that a machine slowed or sped up by other jobs moves both sides of the ratio.
+    Meaningful perturbation's evaluation is a forward+backward pass, so its reference is (steps x one
+    forward+backward of the same batch with respect to the input, as its probe times it, the fastest of 3 right
+    before and 3 right after it) + one plain forward. Grad-CAM against Captum's ``LayerGradCam`` on the same layer
+    (the final feature map, ``bn2``), model, batch and targets, its map upsampled with
+    ``LayerAttribution.interpolate``; weights trainable and frozen; each the fastest of 3 runs, ours and Captum's
+    alternately (which goes first alternates between rounds). The arms run interleaved in every round; min and
+    median over the rounds and the 1-minute load average (/proc/loadavg) at each round (and, in the JSON, at each
+    arm, with the arm's mean images per forward pass: on CPU a pass of 64 costs more per image than a smaller one)
+    are reported.
 (d) Acceptance: on the bundled photos (scikit-image astronaut, chelsea, coffee, rocket; scikit-learn china) at
     224 px on a 14x14 grid with the mean-colour fill (zero after normalisation), how many visible patches each
     method's insertion order needs before the model's own top-1 class returns. Attention rollout runs on a
@@ -235,25 +240,25 @@ def overhead_explainers(model: torch.nn.Module) -> dict[str, tuple[Any, str]]:
     }
 
 
-def _plain_forward(model: torch.nn.Module, image: torch.Tensor, batch: int = 64, repeats: int = 3) -> float:
-    """Seconds per image of a plain batched forward pass (``batch`` copies of ``image``): the fastest of ``repeats``
-    passes, so that a pass slowed by other jobs does not flatter the explainers' ratios."""
+def _plain_forward(model: torch.nn.Module, image: torch.Tensor, batch: int = 64) -> float:
+    """Seconds per image of one plain batched forward pass (``batch`` copies of ``image``)."""
     copies = image.expand(batch, -1, -1, -1).clone()
-    seconds = []
     with torch.no_grad():
-        for _ in range(repeats):
-            started = time.perf_counter()
-            model(copies)
-            seconds.append((time.perf_counter() - started) / batch)
+        started = time.perf_counter()
+        model(copies)
+        return (time.perf_counter() - started) / batch
+
+
+def _forward_backward(model: torch.nn.Module, images: torch.Tensor, repeats: int = 3) -> float:
+    """Seconds of one forward+backward pass of ``images`` with respect to the input (no weight gradients), as the
+    explainers' probe times it: the fastest of ``repeats``."""
+    seconds = []
+    for _ in range(repeats):
+        inputs = images.clone().requires_grad_(True)
+        started = time.perf_counter()
+        torch.autograd.grad(model(inputs).amax(dim=1).sum(), inputs)
+        seconds.append(time.perf_counter() - started)
     return min(seconds)
-
-
-def _forward_backward(model: torch.nn.Module, images: torch.Tensor) -> float:
-    """Seconds of one forward+backward pass of ``images`` with respect to the input (no weight gradients)."""
-    inputs = images.clone().requires_grad_(True)
-    started = time.perf_counter()
-    torch.autograd.grad(model(inputs).amax(dim=1).sum(), inputs)
-    return time.perf_counter() - started
 
 
 def _captum_grad_cam(model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -267,8 +272,31 @@ def _set_frozen(model: torch.nn.Module, frozen: bool) -> None:
         parameter.requires_grad_(not frozen)
 
 
+def _grad_cam_race(
+    model: torch.nn.Module, images: torch.Tensor, targets: torch.Tensor, frozen: bool, first: str, repeats: int
+) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
+    """Our Grad-CAM and Captum's, alternately ``repeats`` times each (``first`` starts): the fastest time and the
+    map of each."""
+    _set_frozen(model, frozen)
+    try:
+        runs = {"ours": lambda: GradCAM(model).explain(images, targets).pixel_map,
+                "captum": lambda: _captum_grad_cam(model, images, targets)}  # fmt: skip
+        order = [first, *(arm for arm in runs if arm != first)]
+        times: dict[str, list[float]] = {arm: [] for arm in runs}
+        maps = {}
+        for _ in range(repeats):
+            for arm in order:
+                started = time.perf_counter()
+                maps[arm] = runs[arm]()
+                times[arm].append(time.perf_counter() - started)
+    finally:
+        _set_frozen(model, False)
+    return {arm: min(values) for arm, values in times.items()}, maps
+
+
 def bench_overhead(model: torch.nn.Module, images: torch.Tensor, rounds: int, cam_batch: int) -> dict[str, Any]:
-    """(e): per round, every arm once (interleaved); ratios of time to the reference measured in the same round."""
+    """(e): per round, every arm once (interleaved), each against a reference measured next to it: the fastest of
+    the plain forward passes right before and right after it (one pass between consecutive arms)."""
     image = images[1:2]
     explainers = overhead_explainers(model)
     cam_images = images[torch.arange(cam_batch) % len(images)]
@@ -277,36 +305,43 @@ def bench_overhead(model: torch.nn.Module, images: torch.Tensor, rounds: int, ca
     ratios: dict[str, list[float]] = {name: [] for name in [*explainers, "Grad-CAM", "Grad-CAM (frozen)"]}
     evaluations: dict[str, float] = {}
     seconds: dict[str, list[float]] = {name: [] for name in ratios}
+    references: dict[str, list[float]] = {name: [] for name in explainers}
+    arm_loads: dict[str, list[float]] = {name: [] for name in ratios}
+    passes: dict[str, list[float]] = {name: [] for name in explainers}
     plain, loads, differences = [], [], []
     for round_ in range(rounds):
         loads.append(load_average())
-        forward = _plain_forward(model, image)
-        plain.append(forward)
+        before = _plain_forward(model, image)
+        plain.append(before)
         for name, (explainer, _) in explainers.items():
-            progress(f"(e) round {round_ + 1}/{rounds}: {name} (load {load_average():.1f})")
-            result = explainer.explain(image)
+            arm_loads[name].append(load_average())
+            progress(f"(e) round {round_ + 1}/{rounds}: {name} (load {arm_loads[name][-1]:.1f})")
+            steps = explainer.steps if isinstance(explainer, MeaningfulPerturbation) else 0
+            backward = _forward_backward(model, image) if steps else 0.0
+            sizes: list[int] = []  # the images of each forward pass, for the mean pass size
+            hook = model.register_forward_pre_hook(lambda _module, args: sizes.append(len(args[0])))
+            try:
+                result = explainer.explain(image)
+            finally:
+                hook.remove()
+            passes[name].append(statistics.mean(sizes))
+            if steps:
+                backward = min(backward, _forward_backward(model, image))
+            after = _plain_forward(model, image)
+            plain.append(after)
+            forward, before = min(before, after), after
             evaluations[name] = float(result.evaluations[0])
-            elapsed = result.seconds
-            if isinstance(explainer, MeaningfulPerturbation):
-                reference = explainer.steps * _forward_backward(model, image) + forward
-            else:
-                reference = evaluations[name] * forward
-            seconds[name].append(elapsed)
-            ratios[name].append(elapsed / reference)
+            # meaningful perturbation: steps forward+backward passes of one image and one plain forward
+            reference = steps * backward + forward if steps else evaluations[name] * forward
+            references[name].append(reference)
+            seconds[name].append(result.seconds)
+            ratios[name].append(result.seconds / reference)
         for frozen in (False, True):
             name = "Grad-CAM (frozen)" if frozen else "Grad-CAM"
+            arm_loads[name].append(load_average())
             progress(f"(e) round {round_ + 1}/{rounds}: {name} and Captum's LayerGradCam")
-            _set_frozen(model, frozen)
-            try:
-                arms = [("ours", lambda: GradCAM(model).explain(cam_images, cam_targets).pixel_map),
-                        ("captum", lambda: _captum_grad_cam(model, cam_images, cam_targets))]  # fmt: skip
-                times, maps = {}, {}
-                for arm, run in arms if round_ % 2 == 0 else arms[::-1]:  # alternate which arm goes first
-                    started = time.perf_counter()
-                    maps[arm] = run()
-                    times[arm] = time.perf_counter() - started
-            finally:
-                _set_frozen(model, False)
+            first = "ours" if round_ % 2 == 0 else "captum"  # alternate which arm goes first
+            times, maps = _grad_cam_race(model, cam_images, cam_targets, frozen, first, repeats=3)
             seconds[name].append(times["ours"])
             ratios[name].append(times["ours"] / times["captum"])
             scale = float(maps["captum"].abs().max())
@@ -318,6 +353,8 @@ def bench_overhead(model: torch.nn.Module, images: torch.Tensor, rounds: int, ca
             "method": name, "setting": setting, "evaluations": evaluations.get(name, 1.0),
             "seconds_median": statistics.median(seconds[name]),
             "ratio_min": min(values), "ratio_median": statistics.median(values), "ratios": values,
+            "seconds": seconds[name], "reference_seconds": references.get(name, []), "load": arm_loads[name],
+            "mean_pass_images": statistics.mean(passes[name]) if passes.get(name) else None,
         })  # fmt: skip
     return {
         "rows": rows, "rounds": rounds, "plain_seconds_per_image": plain, "load": loads,
@@ -345,7 +382,8 @@ def overhead_markdown(overhead: dict[str, Any]) -> str:
     plain = overhead["plain_seconds_per_image"]
     lines = [f"### (e) Time over (evaluations x one plain batched forward) at 224 px, {overhead['rounds']} rounds "
              "interleaved", "",
-             f"Plain forward (batch 64): {min(plain):.3f}-{max(plain):.3f} s per image; load average at the rounds: "
+             f"Plain forward (batch 64): {min(plain):.3f}-{max(plain):.3f} s per image over the passes; each arm's "
+             "reference is the fastest of the passes right before and right after it. Load average at the rounds: "
              + ", ".join(f"{load:.1f}" for load in overhead["load"]) + " (2 cores are fully used at 2.0).", "",
              "| method (setting) | evaluations/image | median seconds | ratio min | ratio median |",
              "|---|---|---|---|---|"]  # fmt: skip
@@ -354,8 +392,9 @@ def overhead_markdown(overhead: dict[str, Any]) -> str:
         lines.append(f"| {row['method']} ({row['setting']}) | {what} | {row['seconds_median']:.2f} | "
                      f"{row['ratio_min']:.2f} | {row['ratio_median']:.2f} |")  # fmt: skip
     lines += ["", "Meaningful perturbation: reference = steps x one forward+backward of the same batch "
-              "(w.r.t. the input) + one plain forward. Grad-CAM rows: time over Captum's LayerGradCam time on the "
-              "same model, batch, layer and targets; largest map difference relative to Captum's largest value: "
+              "(w.r.t. the input; the fastest of 3 right before and 3 right after it) + one plain forward. Grad-CAM "
+              "rows: fastest time of 3 over Captum's LayerGradCam's fastest of 3 (run alternately) on the same model, "
+              "batch, layer and targets; largest map difference relative to Captum's largest value: "
               f"{overhead['grad_cam_max_relative_difference']:.1e}."]  # fmt: skip
     return "\n".join(lines)
 
