@@ -391,17 +391,29 @@ def make_partitioner(name: str, **params: Any) -> Partitioner:
     return PARTITIONERS.create(name, **params)
 
 
+def _ignores_pixels(partitioner: Partitioner) -> bool:
+    """Whether ``partitioner``'s labels depend on the image's size only (a grid, one region per pixel), as its class
+    does not override how it segments."""
+    cls = type(partitioner)
+    size_only = (GridPartitioner._segment, PixelPartitioner._segment)
+    return cls.__call__ is Partitioner.__call__ and cls._segment in size_only
+
+
 def partition_batch(images: Tensor, partitioner: Partitioner, num_workers: int = 0) -> Tensor:
     """Partition a batch of float images (B, 3, H, W) in [0, 1]: -> int64 label maps (B, H, W).
 
     Images are rounded to uint8 first. ``num_workers`` > 0 runs that many threads; the segmentation
     kernels of scikit-image and fast-slic release the GIL, so threads give a real speed-up without the
-    cost of sending images to other processes. The result is on the images' device.
+    cost of sending images to other processes. The result is on the images' device. A grid or pixel partitioner,
+    whose labels depend on the image size only, labels one image and gives every image its map.
     """
     if images.ndim != 4 or images.shape[1] != 3 or not images.dtype.is_floating_point:
         raise ValueError(f"images must be a float tensor (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
     if num_workers < 0:
         raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
+    if len(images) and _ignores_pixels(partitioner):  # one label map serves every image of the batch
+        label_map = partitioner(np.zeros((*images.shape[2:], 3), dtype=np.uint8))
+        return torch.from_numpy(label_map).to(images.device).expand(len(images), -1, -1).clone()
     arrays = (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
     if num_workers == 0 or len(arrays) <= 1:
         labels = [partitioner(array) for array in arrays]
