@@ -178,7 +178,7 @@ def main() -> None:
     parser.add_argument("--benchmark", default="results/generative_removal")
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--robust-images", type=int, default=8)
-    parser.add_argument("--cost-images", type=int, default=4)
+    parser.add_argument("--cost-images", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--skip", nargs="*", default=[], choices=["robustness", "cost", "distribution"])
     args = parser.parse_args()
