@@ -199,8 +199,8 @@ class RegionGame:
         started = time.perf_counter()
         if self._fills is not None:  # a blend, which broadcasts: one image or one fill is not copied n times
             images = self.images if self.num_images == 1 else self.images.index_select(0, index)
-            fills = self._fills[:1] if self._fills.shape[0] == 1 or self._fills.stride(0) == 0 else None
-            fills = self._fills.index_select(0, index) if fills is None else fills
+            shared = self._fills.shape[0] == 1 or self._fills.stride(0) == 0
+            fills = self._fills[:1] if shared else self._fills.index_select(0, index)
             composed = blend(images, keep, fills)
         else:
             images, regions = self.images.index_select(0, index), self.regions.index_select(0, index)

@@ -198,9 +198,14 @@ def save_inpainter(model: GatedInpainter, folder: str | os.PathLike[str], extra:
     return Path(folder)
 
 
-def _model_folder(path: str | os.PathLike[str]) -> Path:
+def _folder_of(path: str | os.PathLike[str]) -> Path:
+    """The inpainter folder that ``path`` names: the folder itself, or the folder of its weights or config file."""
     path = Path(path)
-    folder = path.parent if path.name in (WEIGHTS_FILE, CONFIG_FILE) else path
+    return path.parent if path.name in (WEIGHTS_FILE, CONFIG_FILE) else path
+
+
+def _model_folder(path: str | os.PathLike[str]) -> Path:
+    folder = _folder_of(path)
     problem = path_problem(folder, "folder")
     if problem is not None:
         raise WeightsError(f"inpainter '{path}' {problem}: give the model folder that 'p2pvision train --config "
@@ -259,9 +264,7 @@ def file_digest(path: Path) -> str:
 def weights_digest(path: str | os.PathLike[str], lama: bool = False) -> str | None:
     """:func:`file_digest` of an inpainter's weights (its folder or ``model.safetensors``; with ``lama``, the
     TorchScript file itself); None where that file is missing."""
-    path = Path(path)
-    if not lama:
-        path = (path.parent if path.name in (WEIGHTS_FILE, CONFIG_FILE) else path) / WEIGHTS_FILE
+    path = Path(path) if lama else _folder_of(path) / WEIGHTS_FILE
     return file_digest(path) if path.is_file() else None
 
 
