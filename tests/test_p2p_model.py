@@ -252,7 +252,7 @@ def test_endpoints_search_matches_the_grid_on_the_curves_it_is_built_for(model, 
     images, regions = batch
     curves = torch.full((6, 20), 0.5)  # top-class probability per image and grid point; delta = 0.9
     curves[0, :] = 0.95  # certain from the first point: 1 classification
-    curves[1, 7:] = 0.95  # certain from point 7 on (monotone): first, last, then bisection
+    curves[1, [3, *range(10, 20)]] = 0.95  # certain at point 3 and from 10 on: a bisection would answer 10
     curves[2, 4:9] = 0.95  # certain in the middle only, and near-certain at the ends (0.85: within the margin)
     curves[2, [0, 19]] = 0.85
     curves[3, :] = 0.3  # never certain, far from it at both ends: first and last only
@@ -267,11 +267,12 @@ def test_endpoints_search_matches_the_grid_on_the_curves_it_is_built_for(model, 
     grid = model.search_tau(images, regions, delta=0.9, method="grid")
     endpoints = model.search_tau(images, regions, delta=0.9)  # the default
     grid_points = [round(t * 20) - 1 for t in grid.tau.tolist()]
-    assert grid_points == [0, 7, 4, 19, 12, 19]
-    assert [round(t * 20) - 1 for t in endpoints.tau.tolist()] == [0, 7, 4, 19, 19, 19]  # all but the blind spot
+    assert grid_points == [0, 3, 4, 19, 12, 19]
+    assert [round(t * 20) - 1 for t in endpoints.tau.tolist()] == [0, 3, 4, 19, 19, 19]  # all but the blind spot
     assert endpoints.evaluations[[0, 3, 4]].tolist() == [1, 2, 2]
-    # image 2 walks: its points 1-6 go in one batched call (this fake classifies every point, changed or not)
-    assert endpoints.evaluations[1] <= 2 + math.ceil(math.log2(18)) and endpoints.evaluations[2] == 2 + WALK_STEP
+    # images 1 and 2 walk: their points 1-6 go in one batched call (this fake classifies every point, changed or
+    # not); image 5, certain at the last point only, walks every middle point
+    assert endpoints.evaluations[[1, 2, 5]].tolist() == [2 + WALK_STEP, 2 + WALK_STEP, 2 + 18]
     assert endpoints.evaluations.sum() < grid.evaluations.sum()
 
 

@@ -365,8 +365,8 @@ def test_make_partitioner_rejects_bad_names_and_parameters() -> None:
         make_partitioner("grid")(np.zeros((8, 8, 3), dtype=np.float32))
 
 
-@pytest.mark.parametrize("num_workers", [0, 2])
-def test_partition_batch_matches_partitioning_each_image(num_workers: int) -> None:
+@pytest.mark.parametrize("num_workers", [0, 2, None])
+def test_partition_batch_matches_partitioning_each_image(num_workers: int | None) -> None:
     arrays = [photo(name, 48) for name in ("astronaut", "coffee", "chelsea")]
     images = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
     partitioner = make_partitioner("watershed", n_markers=20)

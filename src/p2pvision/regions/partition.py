@@ -399,27 +399,33 @@ def _ignores_pixels(partitioner: Partitioner) -> bool:
     return cls.__call__ is Partitioner.__call__ and cls._segment in size_only
 
 
-def partition_batch(images: Tensor, partitioner: Partitioner, num_workers: int = 0) -> Tensor:
+def partition_batch(images: Tensor, partitioner: Partitioner, num_workers: int | None = None) -> Tensor:
     """Partition a batch of float images (B, 3, H, W) in [0, 1]: -> int64 label maps (B, H, W).
 
-    Images are rounded to uint8 first. ``num_workers`` > 0 runs that many threads; the segmentation
-    kernels of scikit-image and fast-slic release the GIL, so threads give a real speed-up without the
-    cost of sending images to other processes. The result is on the images' device. A grid or pixel partitioner,
-    whose labels depend on the image size only, labels one image and gives every image its map.
+    Images are rounded to uint8 first. ``num_workers`` > 0 runs that many threads, 0 none; None (the default) as
+    many as torch computes with (``torch.get_num_threads()``: 1 in a data loader's worker process), which sit idle
+    while the images are segmented. The segmentation kernels of scikit-image and fast-slic release the GIL, so
+    threads give a real speed-up without the cost of sending images to other processes (64 SLIC superpixel maps
+    of 64 px on 2 cores: 50 -> 38 ms median; of 224 px: 428 -> 264 ms). The result is on the images' device and does not
+    depend on the threads. A grid or pixel partitioner, whose labels depend on the image size only, labels one
+    image and gives every image its map.
     """
     if images.ndim != 4 or images.shape[1] != 3 or not images.dtype.is_floating_point:
         raise ValueError(f"images must be a float tensor (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")
+    if num_workers is None:
+        num_workers = torch.get_num_threads()
     if num_workers < 0:
         raise ConfigError(f"num_workers must be >= 0, got {num_workers}")
     if len(images) and _ignores_pixels(partitioner):  # one label map serves every image of the batch
         label_map = partitioner(np.zeros((*images.shape[2:], 3), dtype=np.uint8))
         return torch.from_numpy(label_map).to(images.device).expand(len(images), -1, -1).clone()
     arrays = (images.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    if num_workers == 0 or len(arrays) <= 1:
+    if num_workers <= 1 or len(arrays) <= 1:
         labels = [partitioner(array) for array in arrays]
     else:
-        with ThreadPoolExecutor(max_workers=num_workers) as pool:
-            labels = list(pool.map(partitioner, arrays))
+        chunks = np.array_split(arrays, min(num_workers, len(arrays)))  # one run of images per thread
+        with ThreadPoolExecutor(max_workers=len(chunks)) as pool:
+            labels = [label for chunk in pool.map(lambda run: [partitioner(a) for a in run], chunks) for label in chunk]
     if not labels:
         return torch.zeros(images.shape[0], *images.shape[2:], dtype=torch.int64, device=images.device)
     return torch.from_numpy(np.stack(labels)).to(images.device)

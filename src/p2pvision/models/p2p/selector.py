@@ -78,7 +78,9 @@ class HeadCache:
 
     def subset(self, index: Tensor) -> HeadCache:
         """The cache of the images ``index``."""
-        return HeadCache(self.conv_features[index], self.conv_tau, self.pooling[index], self.present[index])
+        conv_features, pooling, present = (tensor.index_select(0, index) for tensor in
+                                           (self.conv_features, self.pooling, self.present))  # fmt: skip
+        return HeadCache(conv_features, self.conv_tau, pooling, present)
 
 
 def _upsampling_taps(size: int, source: int, device: torch.device) -> tuple[Tensor, Tensor]:
