@@ -406,9 +406,9 @@ def partition_batch(images: Tensor, partitioner: Partitioner, num_workers: int |
     many as torch computes with (``torch.get_num_threads()``: 1 in a data loader's worker process), which sit idle
     while the images are segmented. The segmentation kernels of scikit-image and fast-slic release the GIL, so
     threads give a real speed-up without the cost of sending images to other processes (64 SLIC superpixel maps
-    of 64 px on 2 cores: 50 -> 38 ms median; of 224 px: 428 -> 264 ms). The result is on the images' device and does not
-    depend on the threads. A grid or pixel partitioner, whose labels depend on the image size only, labels one
-    image and gives every image its map.
+    of 64 px on 2 cores: 50 -> 38 ms median; of 224 px: 428 -> 264 ms). The result is on the images' device and
+    does not depend on the threads. A grid or pixel partitioner, whose labels depend on the image size only,
+    labels one image and gives every image its map.
     """
     if images.ndim != 4 or images.shape[1] != 3 or not images.dtype.is_floating_point:
         raise ValueError(f"images must be a float tensor (B, 3, H, W), got {images.dtype} {tuple(images.shape)}")

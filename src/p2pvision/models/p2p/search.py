@@ -19,7 +19,8 @@ at both ends is taken as certain nowhere (answer: the last point); the others (c
 certain at an end) walk up the grid, ``WALK_STEP`` points per batched call, to their first certain point. Masks
 that do not change cost nothing, and the walk needs at most 3 calls where a bisection of the last-certain images
 needed up to 5 sequential calls of one or two images each (a one-image pass of the demo's classifier costs as much
-as seven images in a batch of 64); walking also finds the first certain point where certainty is not monotone.
+as five to seven images in a batch of 64); walking also finds the first certain point where certainty is not
+monotone.
 On the demo checkpoint's 1000 test images: at delta = 0.99, 99.8 % agreement with ``grid`` at 2.64 classifier
 passes per image (the grid walk: 9.7); at 0.95, 99.2 % at 2.63; at 0.9, 99.3 % at 2.33; at 0.8, 99.5 % at 2.28
 (``benchmarks/bench_p2p.py``). A smaller margin saves walking but falls below 99 % agreement at delta = 0.9.
