@@ -33,13 +33,9 @@ from p2pvision.removal import Removal, TokenDropping, blend
 VALUES = ("log_odds", "log_prob", "prob", "logit")
 
 
-def masked_inputs(
-    images: Tensor, keep: Tensor, removal: Removal, regions: Tensor | None = None, fills: Tensor | None = None
-) -> Tensor:
+def masked_inputs(images: Tensor, keep: Tensor, removal: Removal, regions: Tensor | None = None) -> Tensor:
     """``images`` (N,3,H,W) with ``removal`` applied outside ``keep`` (N,H,W), bool or soft float (differentiable
-    through the blend). ``fills``: the removal's hole-independent fills of the same images, computed once."""
-    if fills is not None:
-        return blend(images, keep, fills)
+    through the blend); :class:`RegionGame` blends its cached hole-independent fills itself."""
     return removal(images, keep, regions if removal.needs_regions else None)
 
 
