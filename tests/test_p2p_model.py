@@ -219,7 +219,7 @@ def test_several_points_per_image_in_one_call_classify_each_changed_mask_once(va
     monkeypatch.setattr(
         P2PModel, "classify_regions", lambda self, x, r, m: calls.append(len(x)) or original(self, x, r, m)
     )
-    evaluator = MaskEvaluator(varied, varied.prepare_query(images, regions), grid)
+    evaluator = MaskEvaluator(varied, images, regions, varied.prepare_query(images, regions), grid)
     rows = torch.arange(len(images)).repeat_interleave(len(grid))
     points = torch.arange(len(grid)).repeat(len(images))
     confidence = evaluator.confidences(rows, points).view(len(images), len(grid))

@@ -208,7 +208,8 @@ class P2PModel(P2PHubMixin, nn.Module):
         """Run the selector backbone and the head's tau-free part once (eval mode), for :meth:`query_outputs`."""
         features = self.selector.features(images)
         areas = region_areas(regions, self.config.max_regions)
-        return TauQuery(images, regions, self.selector.head_cache(features, regions, self.config.max_regions), areas)
+        head = self.selector.head_cache(features, regions, self.config.max_regions)
+        return TauQuery(head, areas, regions.shape[-2] * regions.shape[-1])
 
     @torch.no_grad()
     def query_outputs(self, query: TauQuery, tau: Tensor) -> RegionOutputs:
@@ -217,8 +218,7 @@ class P2PModel(P2PHubMixin, nn.Module):
         per_region = self.selector.region_head(query.head, tau)
         areas = query.areas.to(per_region.dtype)
         logits = per_region[..., 0]
-        pixels = query.regions.shape[-2] * query.regions.shape[-1]
-        expected = (torch.sigmoid(logits) * areas).sum(-1) / pixels
+        expected = (torch.sigmoid(logits) * areas).sum(-1) / query.pixels
         return RegionOutputs(logits, per_region[..., 1:], areas, expected)
 
     @torch.no_grad()
@@ -249,7 +249,7 @@ class P2PModel(P2PHubMixin, nn.Module):
             grid = self.config.tau_grid if grid is None else tuple(sorted(grid))
         if method not in SEARCH_METHODS:
             raise ValueError(f"unknown tau search method '{method}': use one of {', '.join(SEARCH_METHODS)}")
-        evaluator = MaskEvaluator(self, self.prepare_query(images, regions), grid)
+        evaluator = MaskEvaluator(self, images, regions, self.prepare_query(images, regions), grid)
         if method == "grid" or len(grid) == 1:
             return grid_search(evaluator, delta)
         if method == "endpoints":

@@ -61,17 +61,16 @@ class RegionOutputs:
 
 @dataclass
 class TauQuery:
-    """A batch prepared for classification at any tau: images, region maps, the cached head and region areas."""
+    """The tau-free part of the selector for a batch, from which region outputs at any tau are cheap: the cached
+    head, the region areas and the number of pixels per image."""
 
-    images: Tensor  # (B, 3, H, W)
-    regions: Tensor  # (B, H, W)
     head: HeadCache
     areas: Tensor  # (B, K)
+    pixels: int
 
     def subset(self, index: Tensor) -> TauQuery:
         """The query of the images ``index`` (``index_select``: several times faster than indexing on CPU)."""
-        images, regions, areas = (tensor.index_select(0, index) for tensor in (self.images, self.regions, self.areas))
-        return TauQuery(images, regions, self.head.subset(index), areas)
+        return TauQuery(self.head.subset(index), self.areas.index_select(0, index), self.pixels)
 
 
 @dataclass
@@ -113,9 +112,11 @@ class SearchModel(Protocol):
 class MaskEvaluator:
     """Classifies images at grid points with hard masks, skipping unchanged masks and remembering every answer."""
 
-    def __init__(self, model: SearchModel, query: TauQuery, grid: tuple[float, ...]) -> None:
-        self.model, self.query = model, query
-        device = query.images.device
+    def __init__(
+        self, model: SearchModel, images: Tensor, regions: Tensor, query: TauQuery, grid: tuple[float, ...]
+    ) -> None:
+        self.model, self.images, self.regions, self.query = model, images, regions, query
+        device = images.device
         self.grid = torch.tensor(grid, device=device, dtype=torch.float32)
         batch, slots = query.areas.shape
         self.confidence = torch.full((batch, len(grid)), float("nan"), device=device)  # top class probability
@@ -157,7 +158,7 @@ class MaskEvaluator:
         new = position[changed]
         for chunk in (new[start : start + self.size] for start in range(0, len(new), self.size)):
             picked = rows[chunk]
-            images, regions = self.query.images.index_select(0, picked), self.query.regions.index_select(0, picked)
+            images, regions = self.images.index_select(0, picked), self.regions.index_select(0, picked)
             # bool masks: the fill selects pixels (one torch.where), where float ones would blend (four operations)
             logits[chunk] = self.model.classify_regions(images, regions, masks[chunk][:, None]).float()
         source = torch.cummax(torch.where(changed, position, -1), 0).values  # the pair whose logits each one shows

@@ -13,11 +13,12 @@ the last 1x1 convolution: it shifts every region logit by the same amount, so re
 
 Fast tau search (:meth:`Selector.head_cache`, :meth:`Selector.region_head`): in eval mode the head's tau-free work
 is done once per image. The tau channel is constant over the pixels, so the 3x3 convolution of (features, tau)
-is ``conv(features, 0) + tau * conv(0, 1)``; BatchNorm with running statistics, ReLU and FiLM are per pixel; the
-last 1x1 convolution, the bilinear upsampling to the image and the mean over each region are all linear with
-weights summing to one, so they commute. Per-region outputs at any tau are then ``W P relu(hidden(tau)) + w tau +
-b`` with ``P`` (B, K, h*w) the region mean of the upsampling, computed once: each new tau costs a few element-wise
-operations at feature resolution and one small matrix product instead of a head at image resolution.
+is ``conv(features, 0) + tau * conv(0, 1)``, and BatchNorm with running statistics (an affine map) folds into both
+terms; ReLU and FiLM are per pixel; the last 1x1 convolution, the bilinear upsampling to the image and the mean
+over each region are all linear with weights summing to one, so they commute. Per-region outputs at any tau are
+then ``W P relu(hidden(tau)) + w tau + b`` with ``P`` (B, K, h*w) the region mean of the upsampling, computed once:
+each new tau costs a few element-wise operations at feature resolution and one small matrix product instead of a
+head at image resolution.
 """
 
 from __future__ import annotations
@@ -71,8 +72,9 @@ def _with_tau(x: Tensor, tau: Tensor) -> Tensor:
 class HeadCache:
     """The tau-free part of the selector head for a batch of images (see :meth:`Selector.head_cache`)."""
 
-    conv_features: Tensor  # (B, C, h, w): the head's 3x3 convolution of the features with a zero tau channel
-    conv_tau: Tensor  # (1, C, h, w): the same convolution of a constant-one tau channel alone
+    conv_features: Tensor  # (B, C, h, w): the head's 3x3 convolution of the features with a zero tau channel,
+    # then its BatchNorm (running statistics: an affine map per channel)
+    conv_tau: Tensor  # (1, C, h, w): the same convolution of a constant-one tau channel alone, times BatchNorm's scale
     pooling: Tensor  # (B, K, h*w): the mean over each region of the bilinear upsampling of each feature cell
     present: Tensor  # (B, K): 1 for regions with pixels, 0 for empty slots
 
@@ -181,6 +183,11 @@ class Selector(nn.Module):
         ones = features.new_ones(1, 1, *features.shape[2:])
         conv_tau = (F.conv2d(ones, weight[:, channels:], padding=1) if self.tau_channels
                     else features.new_zeros(1, weight.shape[0], *features.shape[2:]))  # fmt: skip
+        norm = cast(nn.BatchNorm2d, self.conv[1])
+        scale = cast(Tensor, norm.weight) / torch.sqrt(cast(Tensor, norm.running_var) + norm.eps)
+        shift = cast(Tensor, norm.bias) - cast(Tensor, norm.running_mean) * scale
+        conv_features = torch.addcmul(shift[:, None, None], conv_features, scale[:, None, None])
+        conv_tau = conv_tau * scale[:, None, None]
         pooling = region_pooling(regions, num_regions, *features.shape[2:]).to(features.dtype)
         present = (region_areas(regions, num_regions) > 0).to(features.dtype)
         return HeadCache(conv_features, conv_tau, pooling, present)
@@ -189,7 +196,7 @@ class Selector(nn.Module):
         """Per-region head outputs (B, K, 1 + embedding_dim) at budgets ``tau`` (B,): equal (up to rounding) to the
         region mean of :meth:`head` at the image size; 0 in empty slots."""
         tau = tau.to(cache.conv_features.dtype)
-        hidden = self.conv[1:](cache.conv_features + tau.view(-1, 1, 1, 1) * cache.conv_tau)  # BatchNorm, ReLU
+        hidden = torch.relu(torch.addcmul(cache.conv_features, tau.view(-1, 1, 1, 1), cache.conv_tau))  # BN folded
         hidden = torch.relu(self._film(hidden, tau))
         pooled = torch.bmm(cache.pooling, hidden.flatten(2).transpose(1, 2))  # (B, K, C)
         weight = self.out.weight[:, :, 0, 0]
