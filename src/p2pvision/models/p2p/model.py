@@ -208,7 +208,7 @@ class P2PModel(P2PHubMixin, nn.Module):
         """Run the selector backbone and the head's tau-free part once (eval mode), for :meth:`query_outputs`."""
         features = self.selector.features(images)
         areas = region_areas(regions, self.config.max_regions)
-        head = self.selector.head_cache(features, regions, self.config.max_regions)
+        head = self.selector.head_cache(features, regions, areas)
         return TauQuery(head, areas, regions.shape[-2] * regions.shape[-1])
 
     @torch.no_grad()

@@ -33,7 +33,6 @@ from torch import Tensor, nn
 
 from p2pvision.errors import ConfigError
 from p2pvision.models.backbones import create_classifier
-from p2pvision.regions.ops import region_areas
 
 
 @runtime_checkable
@@ -59,9 +58,14 @@ class TauFiLM(nn.Module):
         nn.init.zeros_(last.weight)
         nn.init.zeros_(last.bias)
 
-    def forward(self, x: Tensor, tau: Tensor) -> Tensor:
+    def scale_shift(self, tau: Tensor) -> tuple[Tensor, Tensor]:
+        """``1 + gamma(tau)`` and ``beta(tau)``, (B, C) each."""
         gamma, beta = self.mlp(tau[:, None]).chunk(2, dim=1)
-        return x * (1 + gamma[:, :, None, None]) + beta[:, :, None, None]
+        return 1 + gamma, beta
+
+    def forward(self, x: Tensor, tau: Tensor) -> Tensor:
+        scale, shift = self.scale_shift(tau)
+        return torch.addcmul(shift[:, :, None, None], x, scale[:, :, None, None])
 
 
 def _with_tau(x: Tensor, tau: Tensor) -> Tensor:
@@ -72,9 +76,10 @@ def _with_tau(x: Tensor, tau: Tensor) -> Tensor:
 class HeadCache:
     """The tau-free part of the selector head for a batch of images (see :meth:`Selector.head_cache`)."""
 
-    conv_features: Tensor  # (B, C, h, w): the head's 3x3 convolution of the features with a zero tau channel,
-    # then its BatchNorm (running statistics: an affine map per channel)
-    conv_tau: Tensor  # (1, C, h, w): the same convolution of a constant-one tau channel alone, times BatchNorm's scale
+    # channels last, so that per-cell products need no copies: (B, h*w, C), the head's 3x3 convolution of the
+    # features with a zero tau channel, then its BatchNorm (running statistics: an affine map per channel)
+    conv_features: Tensor
+    conv_tau: Tensor  # (1, h*w, C): the same convolution of a constant-one tau channel alone, times BatchNorm's scale
     pooling: Tensor  # (B, K, h*w): the mean over each region of the bilinear upsampling of each feature cell
     present: Tensor  # (B, K): 1 for regions with pixels, 0 for empty slots
 
@@ -94,23 +99,23 @@ def _upsampling_taps(size: int, source: int, device: torch.device) -> tuple[Tens
     return indices, weights
 
 
-def region_pooling(regions: Tensor, num_regions: int, height: int, width: int, chunk: int = 16) -> Tensor:
-    """``P`` (B, K, height*width): ``P[b, k]`` is the mean over region k's pixels of the bilinear upsampling weights
-    of each cell of a ``height x width`` map, so that ``P @ x`` equals the region mean of ``x`` upsampled to the
-    image (for any x). Scattered from the two taps per axis of every pixel, ``chunk`` images at a time."""
+def region_pooling(regions: Tensor, areas: Tensor, height: int, width: int, chunk: int = 16) -> Tensor:
+    """``P`` (B, K, height*width) for region maps ``regions`` (B, H, W) with region areas ``areas`` (B, K):
+    ``P[b, k]`` is the mean over region k's pixels of the bilinear upsampling weights of each cell of a ``height x
+    width`` map, so that ``P @ x`` equals the region mean of ``x`` upsampled to the image (for any x). Scattered
+    from the two taps per axis of every pixel, ``chunk`` images at a time."""
     batch, image_height, image_width = regions.shape
     row_index, row_weight = _upsampling_taps(image_height, height, regions.device)
     col_index, col_weight = _upsampling_taps(image_width, width, regions.device)
     cell = (row_index[:, None, :, None] * width + col_index[None, :, None, :]).flatten(2)  # (H, W, 4)
     weight = (row_weight[:, None, :, None] * col_weight[None, :, None, :]).flatten(2)
-    cells = height * width
+    cells, num_regions = height * width, areas.shape[1]
     pooled = torch.zeros(batch, num_regions * cells, device=regions.device)
     for start in range(0, batch, chunk):
         labels = regions[start : start + chunk]
         index = (labels[..., None] * cells + cell).flatten(1)
         pooled[start : start + chunk].scatter_add_(1, index, weight.flatten().expand(len(labels), -1))
-    areas = region_areas(regions, num_regions).clamp_min(1).to(pooled.dtype)
-    return pooled.view(batch, num_regions, cells) / areas[..., None]
+    return pooled.view(batch, num_regions, cells) / areas.clamp_min(1).to(pooled.dtype)[..., None]
 
 
 class Selector(nn.Module):
@@ -164,16 +169,15 @@ class Selector(nn.Module):
 
     def head(self, features: Tensor, tau: Tensor, size: tuple[int, int]) -> Tensor:
         """Per-pixel outputs (B, 1 + embedding_dim, H, W) for budgets ``tau`` (B,)."""
-        hidden = self._film(self.conv(_with_tau(features, tau) if self.tau_channels else features), tau)
+        hidden = self.conv(_with_tau(features, tau) if self.tau_channels else features)
+        hidden = hidden if self.film is None else self.film(hidden, tau)
         out = self.out(_with_tau(torch.relu(hidden), tau))
         return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
 
-    def _film(self, hidden: Tensor, tau: Tensor) -> Tensor:
-        return hidden if self.film is None else self.film(hidden, tau)
-
-    def head_cache(self, features: Tensor, regions: Tensor, num_regions: int) -> HeadCache:
-        """The tau-free work of the head on ``features`` (B, C, h, w) for region maps ``regions`` (B, H, W), done once
-        so that :meth:`region_head` evaluates any tau cheaply (eval mode only: BatchNorm must use running stats)."""
+    def head_cache(self, features: Tensor, regions: Tensor, areas: Tensor) -> HeadCache:
+        """The tau-free work of the head on ``features`` (B, C, h, w) for region maps ``regions`` (B, H, W) with
+        region areas ``areas`` (B, K), done once so that :meth:`region_head` evaluates any tau cheaply (eval mode
+        only: BatchNorm must use running stats)."""
         if self.training:
             raise RuntimeError("the cached selector head needs eval mode (BatchNorm with running statistics)")
         convolution = cast(nn.Conv2d, self.conv[0])
@@ -186,20 +190,25 @@ class Selector(nn.Module):
         norm = cast(nn.BatchNorm2d, self.conv[1])
         scale = cast(Tensor, norm.weight) / torch.sqrt(cast(Tensor, norm.running_var) + norm.eps)
         shift = cast(Tensor, norm.bias) - cast(Tensor, norm.running_mean) * scale
-        conv_features = torch.addcmul(shift[:, None, None], conv_features, scale[:, None, None])
-        conv_tau = conv_tau * scale[:, None, None]
-        pooling = region_pooling(regions, num_regions, *features.shape[2:]).to(features.dtype)
-        present = (region_areas(regions, num_regions) > 0).to(features.dtype)
+        conv_features = torch.addcmul(shift, conv_features.flatten(2).transpose(1, 2), scale).contiguous()
+        conv_tau = (conv_tau.flatten(2).transpose(1, 2) * scale).contiguous()
+        pooling = region_pooling(regions, areas, *features.shape[2:]).to(features.dtype)
+        present = (areas > 0).to(features.dtype)
         return HeadCache(conv_features, conv_tau, pooling, present)
 
     def region_head(self, cache: HeadCache, tau: Tensor) -> Tensor:
         """Per-region head outputs (B, K, 1 + embedding_dim) at budgets ``tau`` (B,): equal (up to rounding) to the
         region mean of :meth:`head` at the image size; 0 in empty slots."""
         tau = tau.to(cache.conv_features.dtype)
-        hidden = torch.relu(torch.addcmul(cache.conv_features, tau.view(-1, 1, 1, 1), cache.conv_tau))  # BN folded
-        hidden = torch.relu(self._film(hidden, tau))
-        pooled = torch.bmm(cache.pooling, hidden.flatten(2).transpose(1, 2))  # (B, K, C)
+        # channels last and in place: at feature resolution every new tensor of a large batch costs page faults
+        hidden = torch.addcmul(cache.conv_features, tau.view(-1, 1, 1), cache.conv_tau).relu_()  # (B, h*w, C)
+        if self.film is not None:
+            scale, shift = self.film.scale_shift(tau)
+            hidden = hidden.mul_(scale[:, None]).add_(shift[:, None]).relu_()
         weight = self.out.weight[:, :, 0, 0]
+        # the 1x1 convolution before the region mean (both linear): C -> 1 + embedding_dim channels per cell first
+        # makes the product with the pooling matrix several times smaller
+        cells = hidden @ weight[:, :-1].T  # (B, h*w, 1 + embedding_dim)
         bias = cast(Tensor, self.out.bias)
         constant = tau[:, None] * weight[:, -1] + bias  # the tau input channel and the bias: same at every pixel
-        return (pooled @ weight[:, :-1].T + constant[:, None, :]) * cache.present[..., None]
+        return (torch.bmm(cache.pooling, cells) + constant[:, None, :]) * cache.present[..., None]
