@@ -2,9 +2,12 @@
 
 1. Inference, timed as a user calls it (and, apart, where its time goes: superpixels, selector backbone, one
    classifier pass on masked images, the search): ``model.explain(images)`` (regions computed inside) with each tau
-   search method, against one plain forward pass of the model's classifier on the same images. The model is the
-   untouched checkpoint (nothing below trains it before); the arms alternate within each of ``--rounds`` rounds
-   (order rotated every round); min and median over rounds, /proc/loadavg before each round.
+   search method, against one plain forward pass of the model's classifier on the same images, over all
+   ``--images`` test images in batches of ``--batch-size`` (one batch is no fair sample: the searches' cost
+   depends on how many of its images walk; the first 64 demo test images need a third more passes than the
+   average). The model is the untouched checkpoint (nothing below trains it before); the arms alternate within
+   each of ``--rounds`` rounds (order rotated every round); min and median over rounds, /proc/loadavg before and
+   after.
 2. Search cost and agreement on the test images: classifier passes per image of each search method,
    the share of images where it picks the same tau (and the same class) as ``method="grid"``, the exhaustive
    reference, and the accuracy; and how often that grid search (cached head, unchanged masks skipped) picks the tau
@@ -14,8 +17,8 @@
 
 With ``--checkpoint`` a trained model is measured on the built-in test images of its experiment (meaningful search
 costs); without, an untrained model of the demo config. ``--sizes`` adds image sizes: at a size other than the
-model's, an untrained model of the same settings at that size is timed on resized test images (speed only: an
-untrained model is rarely certain, so its search walks the whole grid).
+model's, an untrained model of the same settings at that size is timed on one batch of resized test images (speed
+only: an untrained model is rarely certain, so its search walks the whole grid).
 
     python benchmarks/bench_p2p.py --checkpoint results/demo/run/model --images 256 --sizes 64 128 224
 """
@@ -26,7 +29,9 @@ import argparse
 import copy
 import dataclasses
 import json
+import os
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,6 +46,16 @@ from p2pvision.train.data import build_stage
 from p2pvision.train.experiment import experiment_from_dict, load_experiment
 
 METHODS = ("endpoints", "grid", "bisection")
+STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 32)}
+
+
+def steady_allocator() -> None:
+    """Re-run this script once under fixed glibc malloc thresholds (Linux). Under glibc's dynamic mmap threshold a
+    large tensor gets fresh pages from the kernel (page faults) or reuses freed memory depending on what ran before:
+    the same plain forward of 4 batches of 64 at 64 px took 122 ms run back to back and 92 ms between explain calls,
+    which moved every ratio by a quarter. With fixed thresholds every arm reuses memory."""
+    if sys.platform.startswith("linux") and any(os.environ.get(k) != v for k, v in STEADY_MALLOC.items()):
+        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **STEADY_MALLOC})
 
 
 def load_average() -> float:
@@ -57,7 +72,7 @@ def interleaved(arms: dict[str, Callable[[], object]], rounds: int) -> dict[str,
         arms[name]()
     seconds: dict[str, list[float]] = {name: [] for name in names}
     for number in range(rounds):
-        order = names[number % len(names):] + names[: number % len(names)]
+        order = names[number % len(names) :] + names[: number % len(names)]
         for name in order:
             started = time.perf_counter()
             arms[name]()
@@ -65,20 +80,26 @@ def interleaved(arms: dict[str, Callable[[], object]], rounds: int) -> dict[str,
     return seconds
 
 
-def inference_table(model: P2PModel, images: torch.Tensor, rounds: int, label: str, delta: float) -> None:
-    """Print explain at certainty ``delta`` (per search method) vs one plain classifier forward on ``images``,
-    interleaved."""
+def over(batches: list[torch.Tensor], call: Callable[[torch.Tensor], object]) -> Callable[[], None]:
+    """An arm that runs ``call`` on every batch in turn."""
+    return lambda: [call(batch) for batch in batches] and None
+
+
+def inference_table(model: P2PModel, batches: list[torch.Tensor], rounds: int, label: str, delta: float) -> None:
+    """Print explain at certainty ``delta`` (per search method) vs one plain classifier forward, each over all
+    ``batches``, interleaved."""
     model.eval()
-    arms = {"plain classifier forward": lambda: model.classifier(images)}
+    arms = {"plain classifier forward": over(batches, model.classifier)}
     for method in METHODS:
-        arms[f"explain, {method} search"] = lambda method=method: model.explain(images, delta=delta, method=method)
+        arms[f"explain, {method} search"] = over(batches, lambda x, m=method: model.explain(x, delta=delta, method=m))
     loads = [load_average()]
     with torch.no_grad():
         seconds = interleaved(arms, rounds)
     loads.append(load_average())
     reference = statistics.median(seconds["plain classifier forward"])
-    print(f"\n{label}: delta {delta}, batch {len(images)} at {images.shape[-1]} px, {rounds} rounds, load "
-          f"{loads[0]:.2f} -> {loads[1]:.2f}")  # fmt: skip
+    count, size = sum(len(batch) for batch in batches), batches[0].shape[-1]
+    print(f"\n{label}: delta {delta}, {count} images in batches of {len(batches[0])} at {size} px, {rounds} "
+          f"rounds, load {loads[0]:.2f} -> {loads[1]:.2f}")  # fmt: skip
     print_ratios(seconds, reference, "plain forward")
 
 
@@ -91,26 +112,29 @@ def print_ratios(seconds: dict[str, list[float]], reference: float, unit: str) -
               f"{statistics.median(values) / reference:.2f} |")  # fmt: skip
 
 
-def parts_table(model: P2PModel, images: torch.Tensor, regions: torch.Tensor, rounds: int, delta: float) -> None:
-    """Where explain's time goes, each part over one plain classifier forward of the same batch, interleaved: the
-    superpixels, the selector backbone, one classifier pass on masked images (a random half of the regions kept)
-    and the whole search (regions given). A search that knew each image's answer still pays the first three."""
+def parts_table(model: P2PModel, batches: list[tuple[torch.Tensor, torch.Tensor]], rounds: int, delta: float) -> None:
+    """Where explain's time goes, each part over one plain classifier forward of the same (images, regions)
+    batches, interleaved: the superpixels, the selector backbone, one classifier pass on masked images (a random
+    half of the regions kept) and the whole search (regions given). A search that knew each image's answer still
+    pays the first three."""
     model.eval()
     partitioner = make_partitioner(**model.config.partition)
-    masks = torch.rand(len(images), 1, model.config.max_regions, generator=torch.Generator().manual_seed(0)) > 0.5
-    masks = masks.to(images.device, images.dtype)
+    generator = torch.Generator().manual_seed(0)
+    masks = [(torch.rand(len(x), 1, model.config.max_regions, generator=generator) > 0.5).to(x) for x, _ in batches]
     arms = {
-        "plain classifier forward": lambda: model.classifier(images),
-        "superpixels": lambda: partition_batch(images, partitioner),
-        "selector backbone": lambda: model.selector.features(images),
-        "one classifier pass on masked images": lambda: model.classify_regions(images, regions, masks),
-        "search (regions given)": lambda: model.search_tau(images, regions, delta=delta),
+        "plain classifier forward": over([x for x, _ in batches], model.classifier),
+        "superpixels": over([x for x, _ in batches], lambda x: partition_batch(x, partitioner)),
+        "selector backbone": over([x for x, _ in batches], model.selector.features),
+        "one classifier pass on masked images": lambda: [model.classify_regions(x, r, m) for (x, r), m in
+                                                         zip(batches, masks)] and None,
+        "search (regions given)": lambda: [model.search_tau(x, r, delta=delta) for x, r in batches] and None,
     }  # fmt: skip
     with torch.no_grad():
         seconds = interleaved(arms, rounds)
     reference = statistics.median(seconds["plain classifier forward"])
-    print(f"\nwhere explain's time goes: delta {delta}, batch {len(images)}, {rounds} rounds, "
-          f"load {load_average():.2f}")  # fmt: skip
+    count = sum(len(x) for x, _ in batches)
+    print(f"\nwhere explain's time goes: delta {delta}, {count} images in batches of {len(batches[0][0])}, "
+          f"{rounds} rounds, load {load_average():.2f}")  # fmt: skip
     print_ratios(seconds, reference, "plain forward")
 
 
@@ -196,6 +220,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--json", default=None, help="also write the search figures to this JSON file")
     args = parser.parse_args()
+    steady_allocator()
     device = torch.device(args.device)
 
     if args.checkpoint:
@@ -212,14 +237,17 @@ def main() -> None:
     images = torch.stack([s["image"] for s in samples]).to(device)
     regions = torch.stack([s["regions"] for s in samples]).to(device)
     labels = torch.tensor([s["label"] for s in samples], device=device)
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, "
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, malloc thresholds "
+          f"{os.environ.get('MALLOC_MMAP_THRESHOLD_', 'glibc default')}, "
           f"model {'checkpoint ' + args.checkpoint if args.checkpoint else 'untrained (demo config)'}")  # fmt: skip
 
+    batches = list(zip(images.split(args.batch_size), regions.split(args.batch_size)))
     batch = images[: args.batch_size]
     figures = []
     for delta in args.delta:
-        inference_table(model, batch, args.rounds, f"{model.config.image_size} px (the model's)", delta)
-        parts_table(model, batch, regions[: args.batch_size], args.rounds, delta)
+        inference_table(model, [x for x, _ in batches], args.rounds, f"{model.config.image_size} px (the model's)",
+                        delta)  # fmt: skip
+        parts_table(model, batches, args.rounds, delta)
         figures.append(search_table(model, images, regions, labels, args.batch_size, delta))
     for size in args.sizes:
         if size == model.config.image_size:
@@ -228,7 +256,7 @@ def main() -> None:
                                              selector_weights=None)).to(device)  # fmt: skip
         resized = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
         for delta in args.delta:
-            inference_table(other, resized, args.rounds, f"{size} px (untrained model of the same settings)", delta)
+            inference_table(other, [resized], args.rounds, f"{size} px (untrained model of the same settings)", delta)
     training_table(model, batch, regions[: args.batch_size], labels[: args.batch_size], args.rounds)
     if args.json:
         Path(args.json).write_text(json.dumps({"searches": figures, "images": count}, indent=2))

@@ -21,9 +21,11 @@ that do not change cost nothing, and the walk needs at most 3 calls where a bise
 needed up to 5 sequential calls of one or two images each (a one-image pass of the demo's classifier costs as much
 as five to seven images in a batch of 64); walking also finds the first certain point where certainty is not
 monotone.
-On the demo checkpoint's 1000 test images: at delta = 0.99, 99.8 % agreement with ``grid`` at 2.64 classifier
-passes per image (the grid walk: 9.7); at 0.95, 99.2 % at 2.63; at 0.9, 99.3 % at 2.33; at 0.8, 99.5 % at 2.28
-(``benchmarks/bench_p2p.py``). A smaller margin saves walking but falls below 99 % agreement at delta = 0.9.
+On the 1000 test images of two demo checkpoints (trained on two machines), agreement with ``grid`` and classifier
+passes per image: at delta = 0.99, 99.8 % at 2.64 and 99.5 % at 2.71 (the grid walk: 9.2-9.7); at 0.95, 99.2 % at
+2.63 and 99.5 % at 2.60; at 0.9, 99.3 % at 2.33 and 2.24; at 0.8, 99.5 % at 2.28 and 98.7 % at 2.08
+(``benchmarks/bench_p2p.py``). The margin trades one for the other; on the second checkpoint: 0.1 gives 99.0 % at
+2.05 passes at delta 0.99 but 97.7 % at 0.9, 1.0 gives 99.9 % at 3.55 and 99.7 % at 2.90.
 
 A learned predictor of the certainty curve was the alternative. Simulated on the full certainty curves of
 those images with a least-squares fit of the first point's log-odds on 3000 training images (from the selector's
