@@ -65,7 +65,7 @@ class TauFiLM(nn.Module):
 
     def forward(self, x: Tensor, tau: Tensor) -> Tensor:
         scale, shift = self.scale_shift(tau)
-        return torch.addcmul(shift[:, :, None, None], x, scale[:, :, None, None])
+        return x * scale[:, :, None, None] + shift[:, :, None, None]
 
 
 def _with_tau(x: Tensor, tau: Tensor) -> Tensor:
