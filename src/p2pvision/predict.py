@@ -80,10 +80,11 @@ def predict_files(
             for index, (number, path) in enumerate(chunk):
                 picture = (batch[index].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
                 figure = out / f"{number:04d}_{path.stem}.png"
-                explanation_figure(picture, result, index, path.name, figure, model.class_names)
                 record = p2p_record(result, index, model.class_names)
-                records.append({"file": str(path), "figure": str(figure), **record})
-    finally:  # also when interrupted: predictions.json lists every image finished
+                records.append({"file": str(path), "figure": str(figure), **record})  # before its figure, which
+                explanation_figure(picture, result, index, path.name, figure, model.class_names)  # lands whole
+    finally:  # also when interrupted: predictions.json lists every image finished, and only those
+        records = [record for record in records if Path(record["figure"]).is_file()]
         if records:
             write_json(out / "predictions.json", records)
     return records, failures
