@@ -51,6 +51,7 @@ from captum.attr import LayerAttribution, LayerGradCam
 from PIL import Image
 from skimage import data
 from sklearn.datasets import load_sample_image
+from timing import allocator_setting, load_average, steady_allocator
 
 from p2pvision.explain import (
     LIME,
@@ -219,11 +220,6 @@ def bench_acceptance(model: torch.nn.Module, names: list[str], images: torch.Ten
             table[method]["own_count"] = dict(zip(names, result.extra["count"].tolist()))
     table["targets"] = dict(zip(names, (model.class_names[int(t)] for t in result.target)))
     return table
-
-
-def load_average() -> float:
-    """The 1-minute load average (the machine may be shared)."""
-    return float(Path("/proc/loadavg").read_text().split()[0])
 
 
 def overhead_explainers(model: torch.nn.Module) -> dict[str, tuple[Any, str]]:
@@ -456,6 +452,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of (e) (default: 3)")
     parser.add_argument("--overhead-only", action="store_true", help="run (e) alone")
     args = parser.parse_args()
+    steady_allocator()
     torch.manual_seed(0)
     model = create_classifier("tf_efficientnet_lite0", weights="package").eval()
     names, images = bundled_photos(model)
@@ -464,7 +461,7 @@ def main() -> None:
         overhead = bench_overhead(model, images, args.rounds, 8)
         print(overhead_markdown(overhead))
         print(f"\nbenchmark ran in {time.perf_counter() - started:.0f} s on {os.cpu_count()} CPUs "
-              f"({torch.get_num_threads()} threads)")  # fmt: skip
+              f"({torch.get_num_threads()} threads, {allocator_setting()})")  # fmt: skip
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps({"overhead": overhead}, indent=2) + "\n")
@@ -474,7 +471,8 @@ def main() -> None:
     started = time.perf_counter()
     results: dict[str, Any] = {
         "machine": {"python": platform.python_version(), "torch": torch.__version__,
-                    "threads": torch.get_num_threads(), "cpus": os.cpu_count()},
+                    "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+                    "allocator": allocator_setting()},
         "throughput": bench_throughput(model, images, 64 if args.quick else 128, 1 if args.quick else 2),
         "moxi_cost": [bench_moxi_cost(model, images, 3 if args.quick else 7)],
         "explainer_fills": bench_explainer_fills(model, images[1:2], ("black", "telea") if args.quick else FILLS),

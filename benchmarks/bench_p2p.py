@@ -29,15 +29,14 @@ import argparse
 import copy
 import dataclasses
 import json
-import os
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from timing import allocator_setting, load_average, steady_allocator
 
 from p2pvision.models.p2p import P2PModel, load_p2p
 from p2pvision.models.p2p.checkpoint import read_checkpoint_config
@@ -46,23 +45,6 @@ from p2pvision.train.data import build_stage
 from p2pvision.train.experiment import experiment_from_dict, load_experiment
 
 METHODS = ("endpoints", "grid", "bisection")
-STEADY_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 32), "MALLOC_TRIM_THRESHOLD_": str(1 << 32)}
-
-
-def steady_allocator() -> None:
-    """Re-run this script once under fixed glibc malloc thresholds (Linux). Under glibc's dynamic mmap threshold a
-    large tensor gets fresh pages from the kernel (page faults) or reuses freed memory depending on what ran before:
-    the same plain forward of 4 batches of 64 at 64 px took 122 ms run back to back and 92 ms between explain calls,
-    which moved every ratio by a quarter. With fixed thresholds every arm reuses memory."""
-    if sys.platform.startswith("linux") and any(os.environ.get(k) != v for k, v in STEADY_MALLOC.items()):
-        os.execve(sys.executable, [sys.executable, *sys.argv], {**os.environ, **STEADY_MALLOC})
-
-
-def load_average() -> float:
-    try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except OSError:
-        return float("nan")
 
 
 def interleaved(arms: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
@@ -120,7 +102,9 @@ def parts_table(model: P2PModel, batches: list[tuple[torch.Tensor, torch.Tensor]
     model.eval()
     partitioner = make_partitioner(**model.config.partition)
     generator = torch.Generator().manual_seed(0)
-    masks = [(torch.rand(len(x), 1, model.config.max_regions, generator=generator) > 0.5).to(x) for x, _ in batches]
+    # bool masks, as the search passes them (the fill then selects pixels instead of blending)
+    masks = [(torch.rand(len(x), 1, model.config.max_regions, generator=generator) > 0.5).to(x.device)
+             for x, _ in batches]  # fmt: skip
     arms = {
         "plain classifier forward": over([x for x, _ in batches], model.classifier),
         "superpixels": over([x for x, _ in batches], lambda x: partition_batch(x, partitioner)),
@@ -237,8 +221,7 @@ def main() -> None:
     images = torch.stack([s["image"] for s in samples]).to(device)
     regions = torch.stack([s["regions"] for s in samples]).to(device)
     labels = torch.tensor([s["label"] for s in samples], device=device)
-    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, malloc thresholds "
-          f"{os.environ.get('MALLOC_MMAP_THRESHOLD_', 'glibc default')}, "
+    print(f"device {device}, torch {torch.__version__}, {torch.get_num_threads()} threads, {allocator_setting()}, "
           f"model {'checkpoint ' + args.checkpoint if args.checkpoint else 'untrained (demo config)'}")  # fmt: skip
 
     batches = list(zip(images.split(args.batch_size), regions.split(args.batch_size)))
