@@ -97,6 +97,33 @@ def test_sigterm_keeps_the_finished_outputs_and_their_index(checkpoint, files, t
     assert no_hidden_files(out)
 
 
+@pytest.mark.parametrize("landed", [True, False])
+def test_an_interrupt_next_to_a_figure_keeps_the_index_true_to_the_files(checkpoint, files, tmp_path, monkeypatch,
+                                                                          landed) -> None:  # fmt: skip
+    """The race the SIGTERM test above can hit: interrupted right after an image's figure landed, the index lists it;
+    interrupted while it was being written (nothing landed), the index leaves it out."""
+    import p2pvision.predict as predict
+    from p2pvision.models.p2p import load_p2p
+
+    real_figure = predict.explanation_figure
+    photos = [str(files["good"])] * 3
+
+    def interrupted_at_the_second(picture, result, index, name, figure, class_names):
+        if figure.name.startswith("0001") and not landed:
+            raise KeyboardInterrupt
+        real_figure(picture, result, index, name, figure, class_names)
+        if figure.name.startswith("0001"):
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict, "explanation_figure", interrupted_at_the_second)
+    out = tmp_path / "pred"
+    with pytest.raises(KeyboardInterrupt):
+        predict.predict_files(load_p2p(checkpoint), photos, out, batch_size=3, progress=False)
+    listed = [Path(record["figure"]).name for record in json.loads((out / "predictions.json").read_text())]
+    assert listed == sorted(path.name for path in out.glob("*.png"))
+    assert len(listed) == (2 if landed else 1)
+
+
 def test_sigterm_leaves_inv_explain_with_every_finished_folder_whole(files, tmp_path) -> None:
     """Every cluster-map folder written has its clustermaps.json (what 'label serve' and 'inv global' read) and its
     files; the image in work leaves nothing; exit 143, one line."""

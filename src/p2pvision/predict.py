@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ def p2p_record(explanation: Explanation, index: int, class_names: Sequence[str])
     }
 
 
+def _written_since(path: Path, started: float) -> bool:
+    return path.is_file() and path.stat().st_mtime >= started
+
+
 def predict_files(
     model: P2PModel,
     paths: Sequence[str | os.PathLike[str]],
@@ -63,6 +68,7 @@ def predict_files(
     records: list[dict] = []
     failures: list[tuple[str, str]] = []
     size = model.config.image_size
+    started = time.time() - 2  # a figure older than this is an earlier run's (2 s: coarse file-system clocks)
     try:
         for start in tqdm(range(0, len(paths), batch_size), desc="predicting", unit="batch", disable=not progress):
             chunk, images = [], []
@@ -84,7 +90,7 @@ def predict_files(
                 records.append({"file": str(path), "figure": str(figure), **record})  # before its figure, which
                 explanation_figure(picture, result, index, path.name, figure, model.class_names)  # lands whole
     finally:  # also when interrupted: predictions.json lists every image finished, and only those
-        records = [record for record in records if Path(record["figure"]).is_file()]
+        records = [record for record in records if _written_since(Path(record["figure"]), started)]
         if records:
             write_json(out / "predictions.json", records)
     return records, failures
