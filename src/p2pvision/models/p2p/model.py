@@ -121,12 +121,12 @@ class P2PModel(P2PHubMixin, nn.Module):
         if isinstance(self.fill, TokenDropping):
             raise ValueError("fill 'token_drop' removes patch tokens inside the classifier: there are no masked images")
         keep = region_to_pixel(masks, regions).flatten(0, 1)
-        return masked_inputs(images.repeat_interleave(masks.shape[1], dim=0), keep, self.fill)
+        return masked_inputs(_per_sample(images, masks.shape[1]), keep, self.fill)
 
     def classify_regions(self, images: Tensor, regions: Tensor, masks: Tensor) -> Tensor:
         """Class logits (B*S, C) of the classifier on the images with each of the S region masks (B, S, K)."""
         keep = region_to_pixel(masks, regions).flatten(0, 1)
-        return classify_masked(self.classifier, images.repeat_interleave(masks.shape[1], dim=0), keep, self.fill)
+        return classify_masked(self.classifier, _per_sample(images, masks.shape[1]), keep, self.fill)
 
     def default_tau(self, batch: int, device: torch.device) -> Tensor:
         """Training budgets: U(tau_range) per image (dynamic) or the constant fixed_tau."""
@@ -324,6 +324,11 @@ class P2PModel(P2PHubMixin, nn.Module):
                 "correlation": region_correlation(search.embeddings.float(), self.config.jitter),
             },
         )
+
+
+def _per_sample(images: Tensor, samples: int) -> Tensor:
+    """``images`` repeated for each of ``samples`` masks (no copy for one: the tau search's case)."""
+    return images if samples == 1 else images.repeat_interleave(samples, dim=0)
 
 
 def region_correlation(embeddings: Tensor, jitter: float) -> Tensor:
