@@ -235,6 +235,7 @@ def main() -> None:
     for size in args.sizes:
         if size == model.config.image_size:
             continue
+        torch.manual_seed(0)  # the same untrained model in every run
         other = P2PModel(dataclasses.replace(model.config, image_size=size, classifier_weights=None,
                                              selector_weights=None)).to(device)  # fmt: skip
         resized = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False).clamp(0, 1)
