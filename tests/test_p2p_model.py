@@ -305,6 +305,20 @@ def test_explain_returns_the_input_the_classifier_saw(model, batch):
     assert torch.equal(searched.regions, regions) and (searched.extras["tau"] >= 0.05).all()
 
 
+def test_explain_runs_in_eval_mode_and_gives_the_training_mode_back(model, batch):
+    images, regions = batch
+    expected = model.explain(images, regions=regions, delta=0.9)
+    model.train()
+    try:
+        result = model.explain(images, regions=regions, delta=0.9)  # BatchNorm with running statistics: same answer
+        assert all(module.training for module in model.modules())
+    finally:
+        model.eval()
+    assert torch.equal(result.probabilities, expected.probabilities) and torch.equal(result.keep, expected.keep)
+    model.explain(images, regions=regions, delta=0.9)
+    assert not any(module.training for module in model.modules())
+
+
 def test_the_hard_mask_keeps_at_least_the_top_regions(batch):
     logits = torch.tensor([[-1.0, -3.0, 2.0, 0.5], [-1.0, -0.2, -5.0, -0.1]])
     areas = torch.tensor([[4, 4, 4, 4], [4, 4, 0, 4]])

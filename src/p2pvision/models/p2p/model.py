@@ -283,7 +283,9 @@ class P2PModel(P2PHubMixin, nn.Module):
         check_images(images)
         started = time.perf_counter()
         was_training = self.training
-        self.eval()
+        switch = any(module.training for module in self.modules())  # eval() and back walk every module: 1.8 ms
+        if switch:
+            self.eval()
         try:
             if regions is None:
                 regions = partition_batch(images, make_partitioner(**self.config.partition))
@@ -296,7 +298,8 @@ class P2PModel(P2PHubMixin, nn.Module):
             else:
                 search = self.search_tau(images, regions, delta=delta, grid=grid, method=method)
         finally:
-            self.train(was_training)
+            if switch:
+                self.train(was_training)
         areas = region_areas(regions, self.config.max_regions)
         present = areas > 0
         kept = self.hard_keep(search.region_logits, areas)
