@@ -31,8 +31,9 @@ import dataclasses
 import json
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,7 @@ from p2pvision.train.data import build_stage
 from p2pvision.train.experiment import experiment_from_dict, load_experiment
 
 METHODS = ("endpoints", "grid", "bisection")
+T = TypeVar("T")
 
 
 def interleaved(arms: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
@@ -62,18 +64,28 @@ def interleaved(arms: dict[str, Callable[[], object]], rounds: int) -> dict[str,
     return seconds
 
 
-def over(batches: list[torch.Tensor], call: Callable[[torch.Tensor], object]) -> Callable[[], None]:
+def over(batches: Sequence[T], call: Callable[[T], object]) -> Callable[[], None]:
     """An arm that runs ``call`` on every batch in turn."""
-    return lambda: [call(batch) for batch in batches] and None
+
+    def arm() -> None:
+        for batch in batches:
+            call(batch)
+
+    return arm
+
+
+def explain_with(model: P2PModel, delta: float, method: str) -> Callable[[torch.Tensor], object]:
+    """``model.explain`` at certainty ``delta`` with the search ``method``, regions computed inside."""
+    return lambda images: model.explain(images, delta=delta, method=method)
 
 
 def inference_table(model: P2PModel, batches: list[torch.Tensor], rounds: int, label: str, delta: float) -> None:
     """Print explain at certainty ``delta`` (per search method) vs one plain classifier forward, each over all
     ``batches``, interleaved."""
     model.eval()
-    arms = {"plain classifier forward": over(batches, model.classifier)}
+    arms: dict[str, Callable[[], object]] = {"plain classifier forward": over(batches, model.classifier)}
     for method in METHODS:
-        arms[f"explain, {method} search"] = over(batches, lambda x, m=method: model.explain(x, delta=delta, method=m))
+        arms[f"explain, {method} search"] = over(batches, explain_with(model, delta, method))
     loads = [load_average()]
     with torch.no_grad():
         seconds = interleaved(arms, rounds)
@@ -105,13 +117,14 @@ def parts_table(model: P2PModel, batches: list[tuple[torch.Tensor, torch.Tensor]
     # bool masks, as the search passes them (the fill then selects pixels instead of blending)
     masks = [(torch.rand(len(x), 1, model.config.max_regions, generator=generator) > 0.5).to(x.device)
              for x, _ in batches]  # fmt: skip
-    arms = {
-        "plain classifier forward": over([x for x, _ in batches], model.classifier),
-        "superpixels": over([x for x, _ in batches], lambda x: partition_batch(x, partitioner)),
-        "selector backbone": over([x for x, _ in batches], model.selector.features),
-        "one classifier pass on masked images": lambda: [model.classify_regions(x, r, m) for (x, r), m in
-                                                         zip(batches, masks)] and None,
-        "search (regions given)": lambda: [model.search_tau(x, r, delta=delta) for x, r in batches] and None,
+    images = [x for x, _ in batches]
+    masked = [(x, r, m) for (x, r), m in zip(batches, masks)]
+    arms: dict[str, Callable[[], object]] = {
+        "plain classifier forward": over(images, model.classifier),
+        "superpixels": over(images, lambda x: partition_batch(x, partitioner)),
+        "selector backbone": over(images, model.selector.features),
+        "one classifier pass on masked images": over(masked, lambda xrm: model.classify_regions(*xrm)),
+        "search (regions given)": over(batches, lambda xr: model.search_tau(*xr, delta=delta)),
     }  # fmt: skip
     with torch.no_grad():
         seconds = interleaved(arms, rounds)

@@ -405,8 +405,9 @@ def partition_batch(images: Tensor, partitioner: Partitioner, num_workers: int |
     Images are rounded to uint8 first. ``num_workers`` > 0 runs that many threads, 0 none; None (the default) as
     many as torch computes with (``torch.get_num_threads()``: 1 in a data loader's worker process), which sit idle
     while the images are segmented. The segmentation kernels of scikit-image and fast-slic release the GIL, so
-    threads give a real speed-up without the cost of sending images to other processes (64 SLIC superpixel maps
-    of 64 px on 2 cores: 50 -> 38 ms median; of 224 px: 428 -> 264 ms). The result is on the images' device and
+    threads give a speed-up without the cost of sending images to other processes where the kernel does (64 SLIC
+    superpixel maps of 64 px on 2 cores: 50 -> 38 ms median; of 224 px: 428 -> 264 ms; on an AVX-512 Xeon fast-slic
+    gained nothing at 64 px: 22 ms with one thread, 25 with two). The result is on the images' device and
     does not depend on the threads. A grid or pixel partitioner, whose labels depend on the image size only,
     labels one image and gives every image its map.
     """
